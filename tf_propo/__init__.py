@@ -1,0 +1,12 @@
+"""tf-propo: fast neural texture synthesis in TensorFlow 2.
+
+Data flows one way: image -> VGG features -> texture gradients -> pseudo optimizer -> image.
+
+    vgg       the VGG19 encoder (named taps, preprocessing inside)
+    weights   fetch / verify / cache / convert the pretrained VGG19 weights
+    texture   Gram matrices, the texture loss, its closed-form feature gradient, diversity
+    gatys     optimisation-based synthesis (the quality reference)
+    image_io  validated image reading and atomic writing
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""What every command-line app shares: quiet TensorFlow, one-line errors, exit code 2.
+
+Import this module before TensorFlow. TF 2.21 logs through absl before absl's logging is
+initialised, which ignores TF_CPP_MIN_LOG_LEVEL: its start-up chatter (oneDNN, CUDA probing)
+would bury the single error line the command-line contract promises. So the import and the
+device probe run with file descriptor 2 pointed at a temp file, replayed only if they fail.
+"""
+
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly():
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+_import_tensorflow_quietly()
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tf_propo.errors import UsageError  # noqa: E402
+
+EXIT_USAGE = 2
+
+
+def fail(message):
+    """Print one line on stderr and exit with code 2."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(EXIT_USAGE)
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).splitlines()[0])
+
+
+def run(main):
+    """absl's app.run, with bad flags and UsageError reported as one line and exit code 2."""
+
+    def guarded_main(argv):
+        if len(argv) > 1:
+            fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
+        try:
+            return main(argv)
+        except UsageError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            sys.exit(130)
+
+    app.run(guarded_main, flags_parser=_parse_flags)

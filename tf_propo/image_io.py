@@ -1,0 +1,205 @@
+"""Validated image reading and atomic image writing (OpenCV).
+
+Every image enters the project through `read_image`, which returns float32 RGB in [0, 1] of
+shape (H, W, 3) or raises ImageError (a UsageError: one line, exit code 2 in the apps).
+Grayscale is replicated to RGB, alpha is dropped, 16-bit is scaled by 1/65535, palette PNGs
+are expanded by the decoder.
+
+Size limits: each side at least MIN_SIDE px (the texture loss pools four times), at most
+MAX_SIDE px (a decompression bomb is refused from its header, before decoding).
+"""
+
+import os
+import struct
+import tempfile
+
+import cv2
+import numpy as np
+
+from tf_propo.errors import UsageError
+
+MIN_SIDE = 16
+MAX_SIDE = 8192
+SUPPORTED = "PNG, JPEG, WebP or BMP"
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+# OpenCV writes decoder warnings straight to stderr; we report our own single line instead.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+class ImageError(UsageError):
+    pass
+
+
+def _sniff_format(head):
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith(b"BM"):
+        return "bmp"
+    return None
+
+
+def _jpeg_size(data):
+    """(width, height) from the first start-of-frame marker, or None."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        i += 2 + length
+    return None
+
+
+def _header_size(kind, data):
+    """(width, height) read from the header without decoding, or None where unknown."""
+    if kind == "png" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if kind == "bmp" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    if kind == "jpeg":
+        return _jpeg_size(data)
+    return None
+
+
+def _check_size(path, width, height):
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ImageError(f"{path}: image is {width}x{height}; each side must be at least "
+                         f"{MIN_SIDE} px")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ImageError(f"{path}: image is {width}x{height}; each side must be at most "
+                         f"{MAX_SIDE} px")
+
+
+def _to_rgb_float(image):
+    if image.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif image.dtype == np.uint16:
+        scale = 1.0 / 65535.0
+    elif image.dtype == np.float32:
+        scale = 1.0
+    else:
+        raise ValueError(f"unsupported pixel type {image.dtype}")
+    image = image.astype(np.float32) * np.float32(scale)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels == 1:
+        return np.repeat(image, 3, axis=2)
+    if channels == 4:
+        image = image[:, :, :3]
+    # OpenCV decodes to BGR.
+    return np.ascontiguousarray(np.clip(image[:, :, ::-1], 0.0, 1.0))
+
+
+def read_image(path):
+    """Read an image file as float32 RGB in [0, 1], shape (H, W, 3); ImageError if unusable."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, not an image")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    if not data:
+        raise ImageError(f"{path}: empty file")
+    kind = _sniff_format(data[:16])
+    if kind is None:
+        raise ImageError(f"{path}: not a {SUPPORTED} image")
+    size = _header_size(kind, data)
+    if size is not None:
+        _check_size(path, *size)
+    if kind == "jpeg" and b"\xff\xd9" not in data[-1024:]:
+        # libjpeg pads a truncated file with grey and only warns; refuse it instead.
+        raise ImageError(f"{path}: corrupt or truncated JPEG")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageError(f"{path}: corrupt or truncated {kind.upper()} image")
+    _check_size(path, image.shape[1], image.shape[0])
+    return _to_rgb_float(image)
+
+
+def to_uint8(image):
+    """float RGB in [0, 1] -> uint8, rounding to nearest."""
+    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def check_output_path(path):
+    """Fail early, before any work, if `path` cannot take an image."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in WRITABLE_EXTENSIONS:
+        raise ImageError(f"{path}: output must end in one of {', '.join(WRITABLE_EXTENSIONS)}")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise ImageError(f"{path}: cannot write to {existing}")
+
+
+def write_image(path, image):
+    """Write float RGB [0, 1] (H, W, 3) atomically: a temp file beside `path`, then rename, so
+    readers never see a half-written image and a failure leaves no file behind."""
+    path = os.fspath(path)
+    check_output_path(path)
+    ext = os.path.splitext(path)[1].lower()
+    pixels = to_uint8(image)[:, :, ::-1]
+    ok, encoded = cv2.imencode(ext, pixels)
+    if not ok:
+        raise ImageError(f"{path}: could not encode image")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def resize_short_edge(image, size):
+    """Resize so the short edge is `size` px (area filter when shrinking, cubic when growing)."""
+    height, width = image.shape[:2]
+    scale = size / min(height, width)
+    if scale == 1:
+        return image
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(image, new, interpolation=interpolation), 0.0, 1.0)
+
+
+def tile_horizontally(images, gap=4):
+    """Images of equal height side by side with a white gap: strips of samples or stages."""
+    height = max(im.shape[0] for im in images)
+    parts = []
+    for i, im in enumerate(images):
+        if im.shape[0] != height:
+            pad = np.ones((height - im.shape[0], im.shape[1], 3), np.float32)
+            im = np.concatenate([im, pad], axis=0)
+        if i:
+            parts.append(np.ones((height, gap, 3), np.float32))
+        parts.append(im)
+    return np.concatenate(parts, axis=1)

@@ -1,0 +1,54 @@
+"""The numbers every synthesis reports, measured the same way for every method.
+
+texture_loss        L_tex of an image against the target on texture.TEXTURE_LAYERS, float32
+                    normalised VGG19 with average pooling (the authors' loss).
+noise_texture_loss  the same for `reference_noise` with the same seed: uniform noise in [0, 1],
+                    one scale-free denominator shared by all methods, so
+                    texture_loss / noise_texture_loss compares methods fairly.
+diversity           texture.diversity on texture.DIVERSITY_LAYER over samples of one target.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_propo import texture
+from tf_propo import weights
+
+
+def reference_noise(seed, size, samples=1):
+    """Uniform [0, 1] noise images [samples, H, W, 3] (size: int or (H, W)), from `seed`."""
+    height, width = (size, size) if np.isscalar(size) else size
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, (samples, height, width, 3)).astype(np.float32)
+
+
+class TextureMetrics:
+    """Target statistics and the metrics against them, on a float32 pretrained encoder."""
+
+    def __init__(self, target, vgg_weights="normalized", layers=texture.TEXTURE_LAYERS):
+        self.layers = tuple(layers)
+        self.encoder = weights.pretrained_encoder(
+            self.layers + (texture.DIVERSITY_LAYER,), source=vgg_weights, dtype="float32")
+        self.target_grams = self.grams(target)
+
+    def features(self, images):
+        return self.encoder(tf.convert_to_tensor(_batched(images), tf.float32))
+
+    def grams(self, images):
+        """{layer: [B, C, C]} of one image (H, W, 3) or a batch."""
+        return texture.gram_matrices(self.features(images), self.layers)
+
+    def texture_loss(self, images):
+        """Per-image texture loss, numpy [B]."""
+        total, _ = texture.texture_loss(self.features(images), self.target_grams, self.layers)
+        return total.numpy()
+
+    def diversity(self, images):
+        """Diversity of K >= 2 samples of the target."""
+        feats = self.features(images)[texture.DIVERSITY_LAYER]
+        return float(texture.diversity(feats))
+
+
+def _batched(images):
+    images = np.asarray(images, np.float32)
+    return images[None] if images.ndim == 3 else images

@@ -1,0 +1,117 @@
+"""Synthesise a texture: python -m tf_propo.synthesize --method=gatys --target=IMG --out=o.png
+
+Progress goes to stderr. The last line of stdout is one JSON object (DESIGN.md §5): method,
+seconds (the synthesis itself, model loading excluded), texture_loss and noise_texture_loss
+(mean over samples; see tf_propo.metrics), loss_ratio, size, samples, seed, out, ... .
+With --samples=K > 1 the K samples are written side by side into --out.
+Bad input: one line on stderr, exit code 2, no output file.
+"""
+
+import json
+import os
+import time
+
+from tf_propo import cli  # first: quiets TensorFlow's start-up logging
+
+from absl import flags
+
+import importlib.resources
+
+METHODS = ("gatys", "po", "adapo", "propo", "ot")
+DEFAULT_TARGET = "material_metall006.png"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("method", "gatys", METHODS, "Synthesis method. gatys: optimisation from "
+                  "noise (slow, the quality reference); po/adapo/propo: pseudo optimizers "
+                  "from --model_dir; ot: optimal transport (no training).")
+flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
+                    f"bundled public-domain sample {DEFAULT_TARGET}.")
+flags.DEFINE_integer("size", 256, "Output size in px (square); any size >= 16.", lower_bound=16)
+flags.DEFINE_integer("target_size", 256, "Resize the target so its short edge is this many "
+                     "px before taking its statistics (the paper's 256); 0 keeps it as is.",
+                     lower_bound=0)
+flags.DEFINE_integer("samples", 1, "Number of samples (different noise) to synthesise.",
+                     lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same texture.")
+flags.DEFINE_string("out", "texture.png", "Output image (.png/.jpg/.webp/.bmp), written "
+                    "atomically; K samples are laid out side by side.")
+flags.DEFINE_integer("steps", 300, "gatys: optimiser iterations.", lower_bound=1)
+flags.DEFINE_enum("optimizer", "lbfgs", ("lbfgs", "adam"), "gatys: L-BFGS-B with pixel "
+                  "bounds (the authors' choice) or Adam with clipping.")
+flags.DEFINE_float("learning_rate", 0.02, "gatys with --optimizer=adam: step size in pixel "
+                   "units.", lower_bound=0.0)
+flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                  "Arithmetic of the VGG passes during synthesis (metrics are always float32). "
+                  "auto picks bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs.")
+flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gatys' "
+                    "normalised VGG19, fetched and cached on first use), imagenet, or "
+                    "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
+flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained model.")
+flags.DEFINE_enum("strategy", "cholesky", ("cholesky", "eigh", "pca", "cdf", "sliced"),
+                  "ot: how features are matched.")
+
+
+def _target_path():
+    if FLAGS.target:
+        return FLAGS.target
+    return str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)
+
+
+def main(argv):
+    del argv
+    from tf_propo import image_io
+    from tf_propo.errors import UsageError
+
+    if FLAGS.method != "gatys":
+        raise UsageError(f"--method={FLAGS.method} is not available in this version yet; "
+                         "use --method=gatys")
+    image_io.check_output_path(FLAGS.out)
+    target_path = _target_path()
+    target = image_io.read_image(target_path)
+    if FLAGS.target_size:
+        target = image_io.resize_short_edge(target, FLAGS.target_size)
+
+    from tf_propo import gatys, metrics, precision, texture, weights
+    from tf_propo.progress import Progress
+
+    policy = precision.apply(FLAGS.precision)
+    evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
+    if policy == "float32":
+        encoder = evaluation.encoder
+    else:
+        encoder = weights.pretrained_encoder(texture.TEXTURE_LAYERS, source=FLAGS.vgg_weights)
+    noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
+
+    progress = Progress(FLAGS.steps * FLAGS.samples, f"gatys {FLAGS.size}px")
+    start = time.perf_counter()
+    images = gatys.synthesize(encoder, evaluation.target_grams, noise, FLAGS.steps,
+                              optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+                              on_step=lambda loss: progress.update(loss=loss))
+    seconds = time.perf_counter() - start
+
+    losses = evaluation.texture_loss(images)
+    noise_losses = evaluation.texture_loss(noise)
+    image_io.write_image(FLAGS.out, image_io.tile_horizontally(list(images)))
+    result = {
+        "method": FLAGS.method,
+        "seconds": round(seconds, 3),
+        "texture_loss": float(losses.mean()),
+        "noise_texture_loss": float(noise_losses.mean()),
+        "loss_ratio": float(losses.mean() / noise_losses.mean()),
+        "per_sample_texture_loss": [float(v) for v in losses],
+        "size": FLAGS.size,
+        "samples": FLAGS.samples,
+        "seed": FLAGS.seed,
+        "steps": FLAGS.steps,
+        "optimizer": FLAGS.optimizer,
+        "precision": policy,
+        "target": os.path.abspath(target_path),
+        "out": os.path.abspath(FLAGS.out),
+    }
+    if FLAGS.samples > 1:
+        result["diversity"] = evaluation.diversity(images)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    cli.run(main)

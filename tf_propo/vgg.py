@@ -1,0 +1,106 @@
+"""The VGG19 encoder as a Keras model that returns named taps.
+
+Layer names follow the Caffe / Gatys convention: conv{b}_{i} (pre-activation), relu{b}_{i},
+pool{b}. The authors' texture layers "conv1_1, pool1 .. pool4" mean conv1_1 AFTER its ReLU,
+i.e. the taps relu1_1, pool1, pool2, pool3, pool4 here (texture.TEXTURE_LAYERS).
+
+The model takes RGB in [0, 1] (any spatial size) and does its own preprocessing in a leading
+1x1 convolution named `preprocess`: for the normalised weights it is the network's own first
+layer (RGB [0,1] -> mean-subtracted BGR 0..255); for Caffe/ImageNet weights the equivalent map
+is written into it (weights.py). The model is cut at the deepest tap asked for.
+
+Weights are loaded by tf_propo.weights; this module knows only the architecture.
+"""
+
+import keras
+
+BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
+
+# Convolution name -> (input channels, output channels), in network order.
+CONV_SHAPES = {"preprocess": (3, 3)}
+LAYER_ORDER = ["preprocess"]
+_previous = 3
+for _block, _count, _channels in BLOCKS:
+    for _i in range(1, _count + 1):
+        CONV_SHAPES[f"conv{_block}_{_i}"] = (_previous, _channels)
+        LAYER_ORDER += [f"conv{_block}_{_i}", f"relu{_block}_{_i}"]
+        _previous = _channels
+    LAYER_ORDER.append(f"pool{_block}")
+CONV_NAMES = tuple(CONV_SHAPES)
+LAYER_ORDER = tuple(LAYER_ORDER)
+
+POOLINGS = ("avg", "max")
+PADDINGS = ("zeros", "reflect")
+
+
+def channels(layer):
+    """Number of channels of a named layer's output."""
+    check_layer(layer)
+    block = int(layer[4])  # conv{b}_{i}, relu{b}_{i} and pool{b} all carry the block there
+    return dict((b, c) for b, _, c in BLOCKS)[block]
+
+
+def downsampling(layer):
+    """Spatial stride of a named layer relative to the input (1, 2, 4, 8, 16 or 32)."""
+    check_layer(layer)
+    return 2 ** sum(1 for name in LAYER_ORDER[:LAYER_ORDER.index(layer) + 1]
+                    if name.startswith("pool"))
+
+
+def check_layer(layer):
+    if layer not in LAYER_ORDER or layer == "preprocess":
+        raise ValueError(f"unknown VGG19 layer {layer!r}; known: conv1_1 .. relu5_4, pool1 .. "
+                         "pool5")
+
+
+def deepest(layers):
+    """The layer of `layers` that comes last in the network."""
+    for layer in layers:
+        check_layer(layer)
+    return max(layers, key=LAYER_ORDER.index)
+
+
+class ReflectionPad(keras.layers.Layer):
+    """Pads height and width by one pixel, mirroring (the AdaIN / WCT decoders' padding)."""
+
+    def call(self, x):
+        return keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+
+
+def build_encoder(taps, pooling="avg", padding="zeros", dtype=None, name="vgg19"):
+    """VGG19 up to the deepest of `taps`, returning {tap: tensor}. Untrained: see weights.py.
+
+    pooling: "avg" (Gatys and the authors' texture loss) or "max" (the classifier's).
+    padding: "zeros" ('SAME', as Gatys' Caffe model and the authors' loss) or "reflect".
+    dtype: a Keras dtype policy name ("float32", "mixed_bfloat16", ...) or None for the global
+        policy; evaluation builds a float32 twin whatever the training policy.
+    """
+    taps = tuple(dict.fromkeys(taps))
+    if not taps:
+        raise ValueError("build_encoder needs at least one tap")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    last = LAYER_ORDER.index(deepest(taps))
+
+    image = keras.Input(shape=(None, None, 3), name="image")
+    x = keras.layers.Conv2D(3, 1, name="preprocess", dtype=dtype)(image)
+    outputs = {}
+    for layer in LAYER_ORDER[1:last + 1]:
+        if layer.startswith("conv"):
+            if padding == "reflect":
+                x = ReflectionPad(name=f"pad{layer[4:]}", dtype=dtype)(x)
+            x = keras.layers.Conv2D(CONV_SHAPES[layer][1], 3,
+                                    padding="same" if padding == "zeros" else "valid",
+                                    name=layer, dtype=dtype)(x)
+        elif layer.startswith("relu"):
+            x = keras.layers.ReLU(name=layer, dtype=dtype)(x)
+        else:
+            pool = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
+            x = pool(2, strides=2, name=layer, dtype=dtype)(x)
+        if layer in taps:
+            outputs[layer] = x
+    model = keras.Model(image, {tap: outputs[tap] for tap in taps}, name=name)
+    model.trainable = False
+    return model

