@@ -3,7 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from tf_propo import cli  # noqa: F401  (quiet TensorFlow before anything imports it)
+from tf_propo import cli
+
+cli.import_tensorflow_quietly()
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "tf_propo", "samples")

@@ -193,7 +193,7 @@ def test_normalized_weights_are_the_normalised_vgg(normalized_weights, sample_pa
     out = model(np.stack(images))
     for tap in taps:
         mean = float(np.mean(out[tap].numpy()))
-        assert 0.3 < mean < 3.0, (tap, mean)
+        assert 0.4 < mean < 1.6, (tap, mean)  # 0.5 .. 0.8 measured on textures
     # The preprocessing conv is the Caffe map RGB [0,1] -> mean-subtracted BGR 0..255.
     kernel, bias = normalized_weights["preprocess"]
     np.testing.assert_allclose(kernel, weights.caffe_preprocess()[0], atol=1e-3)

@@ -1,19 +1,29 @@
 """What every command-line app shares: quiet TensorFlow, one-line errors, exit code 2.
 
-Import this module before TensorFlow. TF 2.21 logs through absl before absl's logging is
-initialised, which ignores TF_CPP_MIN_LOG_LEVEL: its start-up chatter (oneDNN, CUDA probing)
-would bury the single error line the command-line contract promises. So the import and the
-device probe run with file descriptor 2 pointed at a temp file, replayed only if they fail.
+Flags are parsed before TensorFlow is imported, so a bad flag fails in a fraction of a second.
+TF 2.21 logs through absl before absl's logging is initialised, which ignores
+TF_CPP_MIN_LOG_LEVEL: its start-up chatter (oneDNN, CUDA probing) would bury the single error
+line the command-line contract promises. So the import and the device probe run with file
+descriptor 2 pointed at a temp file, replayed only if they fail.
 """
 
 import os
 import sys
 import tempfile
 
+from absl import app
+from absl import flags
+
+from tf_propo.errors import UsageError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+EXIT_USAGE = 2
 
 
-def _import_tensorflow_quietly():
+def import_tensorflow_quietly():
+    """Import TensorFlow and probe its devices with stderr captured (see the module doc)."""
+    if "tensorflow" in sys.modules:
+        return
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         sys.stderr.flush()
@@ -32,15 +42,6 @@ def _import_tensorflow_quietly():
             os.dup2(saved, 2)
             os.close(saved)
 
-
-_import_tensorflow_quietly()
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from tf_propo.errors import UsageError  # noqa: E402
-
-EXIT_USAGE = 2
 
 
 def fail(message):
@@ -63,6 +64,7 @@ def run(main):
     def guarded_main(argv):
         if len(argv) > 1:
             fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
+        import_tensorflow_quietly()
         try:
             return main(argv)
         except UsageError as e:

@@ -144,11 +144,11 @@ def to_uint8(image):
 def check_output_path(path):
     """Fail early, before any work, if `path` cannot take an image."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory")
     ext = os.path.splitext(path)[1].lower()
     if ext not in WRITABLE_EXTENSIONS:
         raise ImageError(f"{path}: output must end in one of {', '.join(WRITABLE_EXTENSIONS)}")
-    if os.path.isdir(path):
-        raise ImageError(f"{path}: is a directory")
     parent = os.path.dirname(os.path.abspath(path))
     existing = parent
     while not os.path.exists(existing):

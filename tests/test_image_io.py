@@ -1,0 +1,144 @@
+"""Image reading: formats and odd pixel layouts; every kind of bad file; atomic writing."""
+
+import os
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from tf_propo import image_io
+
+
+def write_png_chunks(path, width, height, bit_depth, color_type, raw_rows, palette=None):
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr)
+    if palette is not None:
+        body += chunk(b"PLTE", bytes(palette))
+    body += chunk(b"IDAT", zlib.compress(raw_rows)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + body)
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+
+
+def test_png_rgb_roundtrip(tmp_path, rgb):
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), rgb[:, :, ::-1])
+    got = image_io.read_image(path)
+    assert got.shape == (20, 24, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, rgb / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("ext,tolerance", [(".jpg", 0.2), (".webp", 0.2), (".bmp", 1e-6)])
+def test_other_formats(tmp_path, rgb, ext, tolerance):
+    smooth = cv2.GaussianBlur(rgb, (5, 5), 2)
+    path = tmp_path / f"a{ext}"
+    assert cv2.imwrite(str(path), smooth[:, :, ::-1])
+    got = image_io.read_image(path)
+    assert np.abs(got - smooth / 255.0).mean() < tolerance / 4
+
+
+def test_grayscale_rgba_and_16_bit(tmp_path, rgb):
+    gray = rgb[:, :, 0]
+    cv2.imwrite(str(tmp_path / "g.png"), gray)
+    got = image_io.read_image(tmp_path / "g.png")
+    assert got.shape == (20, 24, 3)
+    np.testing.assert_allclose(got[:, :, 1], gray / 255.0, atol=1e-6)
+
+    rgba = np.dstack([rgb, np.full(gray.shape, 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "a.png"), rgba[:, :, [2, 1, 0, 3]])
+    np.testing.assert_allclose(image_io.read_image(tmp_path / "a.png"), rgb / 255.0, atol=1e-6)
+
+    deep = rgb.astype(np.uint16) * 257 + 3
+    cv2.imwrite(str(tmp_path / "d.png"), deep[:, :, ::-1])
+    np.testing.assert_allclose(image_io.read_image(tmp_path / "d.png"), deep / 65535.0,
+                               atol=1e-6)
+
+
+def test_palette_png(tmp_path):
+    palette = [255, 0, 0, 0, 255, 0, 0, 0, 255]
+    rows = b"".join(b"\x00" + bytes([(x + y) % 3 for x in range(16)]) for y in range(16))
+    write_png_chunks(tmp_path / "p.png", 16, 16, 8, 3, rows, palette)
+    got = image_io.read_image(tmp_path / "p.png")
+    np.testing.assert_allclose(got[0, 0], [1, 0, 0])
+    np.testing.assert_allclose(got[0, 1], [0, 1, 0])
+    np.testing.assert_allclose(got[0, 2], [0, 0, 1])
+
+
+def bad(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_bad_files_are_refused_with_one_line(tmp_path, rgb):
+    cv2.imwrite(str(tmp_path / "ok.png"), rgb)
+    png = (tmp_path / "ok.png").read_bytes()
+    cv2.imwrite(str(tmp_path / "ok.jpg"), rgb)
+    jpeg = (tmp_path / "ok.jpg").read_bytes()
+    cases = {
+        "missing": (tmp_path / "nope.png", "no such file"),
+        "directory": (tmp_path, "is a directory"),
+        "empty": (bad(tmp_path, "e.png", b""), "empty file"),
+        "text": (bad(tmp_path, "t.png", b"hello, I am not an image\n" * 3), "not a PNG"),
+        "corrupt png": (bad(tmp_path, "c.png", png[:40] + b"\0" * 200), "corrupt"),
+        "truncated png": (bad(tmp_path, "tr.png", png[:len(png) // 2]), "corrupt"),
+        "truncated jpeg": (bad(tmp_path, "tr.jpg", jpeg[:len(jpeg) // 2]), "truncated"),
+    }
+    for case, (path, message) in cases.items():
+        with pytest.raises(image_io.ImageError, match=message) as info:
+            image_io.read_image(path)
+        assert "\n" not in str(info.value), case
+
+
+def test_tiny_zero_and_huge_sizes(tmp_path):
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.zeros((8, 40, 3), np.uint8))
+    with pytest.raises(image_io.ImageError, match="at least 16"):
+        image_io.read_image(tmp_path / "tiny.png")
+    write_png_chunks(tmp_path / "zero.png", 0, 0, 8, 2, b"")
+    with pytest.raises(image_io.ImageError, match="at least 16"):
+        image_io.read_image(tmp_path / "zero.png")
+    # A header that claims 40000 x 40000 is refused before anything is decoded.
+    write_png_chunks(tmp_path / "bomb.png", 40000, 40000, 8, 2, b"\0" * 10)
+    with pytest.raises(image_io.ImageError, match="at most 8192"):
+        image_io.read_image(tmp_path / "bomb.png")
+
+
+def test_write_is_atomic_and_checks_the_path(tmp_path, rgb):
+    out = tmp_path / "sub" / "o.png"
+    image_io.write_image(out, rgb / 255.0)
+    np.testing.assert_allclose(image_io.read_image(out), rgb / 255.0, atol=1e-6)
+    assert os.listdir(tmp_path / "sub") == ["o.png"]
+    with pytest.raises(image_io.ImageError, match="must end in"):
+        image_io.write_image(tmp_path / "o.txt", rgb / 255.0)
+    with pytest.raises(image_io.ImageError, match="is a directory"):
+        image_io.check_output_path(tmp_path)
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch, rgb):
+    def explode(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", explode)
+    with pytest.raises(OSError):
+        image_io.write_image(tmp_path / "o.png", rgb / 255.0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_resize_short_edge_and_tiling():
+    image = np.random.default_rng(0).random((40, 80, 3)).astype(np.float32)
+    small = image_io.resize_short_edge(image, 20)
+    assert small.shape == (20, 40, 3)
+    assert abs(small.mean() - image.mean()) < 0.01
+    strip = image_io.tile_horizontally([small, small[:10]], gap=4)
+    assert strip.shape == (20, 84, 3)

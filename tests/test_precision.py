@@ -1,0 +1,38 @@
+import keras
+import numpy as np
+import pytest
+
+from tf_propo import precision
+from tf_propo import texture
+from tf_propo import vgg
+from tf_propo import weights
+from tf_propo.errors import UsageError
+from tests.conftest import vgg_shaped_random_weights
+
+
+def test_resolve():
+    assert precision.resolve("float32") == "float32"
+    assert precision.resolve("mixed_bfloat16") == "mixed_bfloat16"
+    assert precision.resolve("auto") in ("float32", "mixed_bfloat16", "mixed_float16")
+    with pytest.raises(UsageError, match="--precision"):
+        precision.resolve("float8")
+
+
+def test_texture_loss_stays_float32_under_a_bfloat16_policy():
+    w = vgg_shaped_random_weights()
+    image = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    layers = ("relu1_1", "pool1", "pool2")
+    losses = {}
+    try:
+        for policy in ("float32", "mixed_bfloat16"):
+            precision.apply(policy)
+            model = weights.apply_weights(vgg.build_encoder(layers), w)
+            features = model(image)
+            grams = texture.gram_matrices(model(image[:, ::-1]), layers)
+            total, _ = texture.texture_loss(features, grams, layers)
+            assert total.dtype == "float32"
+            losses[policy] = float(total[0])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert losses["float32"] > 0
+    np.testing.assert_allclose(losses["mixed_bfloat16"], losses["float32"], rtol=0.1)

@@ -1,0 +1,74 @@
+"""The synthesis command line: the JSON contract, and one stderr line + exit 2 on bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_propo import image_io
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tf_propo.synthesize", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_gatys_run_writes_the_image_and_the_json_line(tmp_path, normalized_weights):
+    out = tmp_path / "g.png"
+    result = run("--method=gatys", "--size=48", "--steps=15", "--samples=2", "--seed=3",
+                 f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("method", "seconds", "texture_loss", "noise_texture_loss", "size", "out"):
+        assert key in record
+    assert record["method"] == "gatys" and record["size"] == 48
+    assert record["out"] == str(out)
+    assert 0 < record["texture_loss"] < 0.05 * record["noise_texture_loss"]
+    assert record["diversity"] > 0
+    assert image_io.read_image(out).shape == (48, 2 * 48 + 4, 3)
+    assert "gatys 48px" in result.stderr  # the progress bar
+
+
+BAD_INPUTS = {
+    "negative size": (["--size=-3"], "size"),
+    "zero steps": (["--steps=0"], "steps"),
+    "zero samples": (["--samples=0"], "samples"),
+    "unknown method": (["--method=foo"], "method"),
+    "unknown flag": (["--bogus=1"], "bogus"),
+    "positional": (["extra"], "unexpected"),
+    "missing target": (["--target=/nonexistent/t.png"], "no such file"),
+    "not an image": (["--target={text}"], "not a PNG"),
+    "output is a directory": (["--out={tmp}"], "is a directory"),
+    "bad output extension": (["--out={tmp}/o.txt"], "must end in"),
+    "method not built yet": (["--method=propo"], "not available"),
+    "missing weights file": (["--vgg_weights=file:/nonexistent.npz", "--size=16"],
+                             "does not exist"),
+    "unknown weights source": (["--vgg_weights=vgg16", "--size=16"], "unknown VGG19"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all\n")
+    args, message = BAD_INPUTS[case]
+    args = [a.format(text=text, tmp=tmp_path) for a in args]
+    if not any(a.startswith("--out") for a in args):
+        args.append(f"--out={tmp_path}/o.png")
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["notes.png"]
+
+
+def test_default_target_is_a_bundled_sample():
+    from tf_propo import synthesize
+
+    assert os.path.exists(os.path.join(os.path.dirname(synthesize.__file__), "samples",
+                                       synthesize.DEFAULT_TARGET))
