@@ -13,6 +13,7 @@ import tempfile
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from tf_propo.errors import UsageError
 
@@ -64,6 +65,7 @@ def run(main):
     def guarded_main(argv):
         if len(argv) > 1:
             fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
+        logging.set_verbosity(logging.WARNING)
         import_tensorflow_quietly()
         try:
             return main(argv)

@@ -36,7 +36,8 @@ def _lbfgs(loss_and_gradient, start, steps, on_step):
         return float(loss), gradient.numpy().astype(np.float64).ravel()
 
     def callback(intermediate_result):
-        on_step(float(intermediate_result.fun))
+        on_step(float(intermediate_result.fun),
+                lambda: intermediate_result.x.reshape(shape).astype(np.float32))
 
     result = scipy.optimize.minimize(
         fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B",
@@ -58,7 +59,7 @@ def _adam(loss_and_gradient, start, steps, on_step, learning_rate):
         return loss
 
     for _ in range(steps):
-        on_step(float(step()))
+        on_step(float(step()), image.numpy)
     return image.numpy()
 
 
@@ -67,12 +68,14 @@ def synthesize(encoder, target_grams, start, steps, layers=texture.TEXTURE_LAYER
     """Optimise each image of `start` [K, H, W, 3] (values in [0, 1]) for `steps` iterations.
 
     encoder: a VGG encoder with (at least) `layers` as taps; target_grams: {layer: [1, C, C]}.
-    on_step(loss) is called after every iteration. Returns the images, float32 [K, H, W, 3].
+    on_step(loss, current) is called after every iteration; current() returns the image being
+    optimised [1, H, W, 3] (a call, so nobody pays for a copy they do not want).
+    Returns the images, float32 [K, H, W, 3].
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     loss_and_gradient = _loss_and_gradient_fn(encoder, target_grams, tuple(layers))
-    on_step = on_step or (lambda loss: None)
+    on_step = on_step or (lambda loss, current: None)
     results = []
     for sample in np.asarray(start, np.float32):
         sample = sample[None]

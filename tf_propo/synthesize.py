@@ -46,7 +46,10 @@ flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_f
 flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gatys' "
                     "normalised VGG19, fetched and cached on first use), imagenet, or "
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
-flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained model.")
+flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained model "
+                    "(python -m tf_propo.train).")
+flags.DEFINE_bool("save_stages", False, "po/adapo/propo: also write x[0..K] and the target as "
+                  "a strip, OUT_stages.png.")
 flags.DEFINE_enum("strategy", "cholesky", ("cholesky", "eigh", "pca", "cdf", "sliced"),
                   "ot: how features are matched.")
 
@@ -57,37 +60,90 @@ def _target_path():
     return str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)
 
 
+def _gatys(target_grams, evaluation, noise, policy):
+    from tf_propo import gatys, texture, weights
+    from tf_propo.progress import Progress
+
+    if policy == "float32":
+        encoder = evaluation.encoder
+    else:
+        encoder = weights.pretrained_encoder(texture.TEXTURE_LAYERS, source=FLAGS.vgg_weights)
+    progress = Progress(FLAGS.steps * FLAGS.samples, f"gatys {FLAGS.size}px")
+    start = time.perf_counter()
+    images = gatys.synthesize(encoder, target_grams, noise, FLAGS.steps,
+                              optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+                              on_step=lambda loss, _: progress.update(loss=loss))
+    seconds = time.perf_counter() - start
+    return images, seconds, {"steps": FLAGS.steps, "optimizer": FLAGS.optimizer}
+
+
+def _pseudo_optimizer(target, evaluation):
+    """po / adapo / propo from --model_dir: x[0] noise -> x[K]; returns x[K] and per-stage
+    figures."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_propo import image_io, model_dir, texture
+    from tf_propo.errors import UsageError
+
+    if not FLAGS.model_dir:
+        raise UsageError(f"--method={FLAGS.method} needs --model_dir (a trained model)")
+    config = model_dir.load_config(FLAGS.model_dir)
+    if config["mode"] != FLAGS.method:
+        raise UsageError(f"--model_dir={FLAGS.model_dir} holds a {config['mode']} model, not "
+                         f"{FLAGS.method}; use --method={config['mode']}")
+    if FLAGS.size % 16:
+        raise UsageError(f"--size={FLAGS.size}: pseudo optimizers need a multiple of 16")
+    model = model_dir.build_model(config)
+    model_dir.restore(FLAGS.model_dir, model)
+    layers = model.all_layers
+    pre = tf.random.stateless_uniform([FLAGS.samples, FLAGS.size, FLAGS.size, 3],
+                                      [FLAGS.seed, 0], minval=-1.0, maxval=1.0)
+
+    @tf.function
+    def run(target_image, pre):
+        grams = texture.gram_matrices(model.features(target_image[None], layers), layers)
+        return model({"pre": pre, "target_grams": grams})["images"]
+
+    target_tensor = tf.constant(target, tf.float32)
+    start = time.perf_counter()
+    run(target_tensor, pre)  # trace and warm up: graph building is part of loading
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    stages = [s.numpy() for s in run(target_tensor, pre)]
+    seconds = time.perf_counter() - start
+    extra = {"model_dir": os.path.abspath(FLAGS.model_dir), "warmup_seconds": round(warmup, 3),
+             "stages": [float(evaluation.texture_loss(x).mean()) for x in stages]}
+    if FLAGS.save_stages:
+        strip_path = os.path.splitext(FLAGS.out)[0] + "_stages.png"
+        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, FLAGS.size)]
+        image_io.write_image(strip_path, image_io.tile_horizontally(tiles))
+        extra["stages_out"] = os.path.abspath(strip_path)
+    return np.asarray(stages[-1]), seconds, extra
+
+
 def main(argv):
     del argv
     from tf_propo import image_io
     from tf_propo.errors import UsageError
 
-    if FLAGS.method != "gatys":
-        raise UsageError(f"--method={FLAGS.method} is not available in this version yet; "
-                         "use --method=gatys")
+    if FLAGS.method == "ot":
+        raise UsageError("--method=ot is not available in this version yet")
     image_io.check_output_path(FLAGS.out)
     target_path = _target_path()
     target = image_io.read_image(target_path)
     if FLAGS.target_size:
         target = image_io.resize_short_edge(target, FLAGS.target_size)
 
-    from tf_propo import gatys, metrics, precision, texture, weights
-    from tf_propo.progress import Progress
+    from tf_propo import metrics, precision
 
     policy = precision.apply(FLAGS.precision)
     evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
-    if policy == "float32":
-        encoder = evaluation.encoder
-    else:
-        encoder = weights.pretrained_encoder(texture.TEXTURE_LAYERS, source=FLAGS.vgg_weights)
     noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
-
-    progress = Progress(FLAGS.steps * FLAGS.samples, f"gatys {FLAGS.size}px")
-    start = time.perf_counter()
-    images = gatys.synthesize(encoder, evaluation.target_grams, noise, FLAGS.steps,
-                              optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
-                              on_step=lambda loss: progress.update(loss=loss))
-    seconds = time.perf_counter() - start
+    if FLAGS.method == "gatys":
+        images, seconds, extra = _gatys(evaluation.target_grams, evaluation, noise, policy)
+    else:
+        images, seconds, extra = _pseudo_optimizer(target, evaluation)
 
     losses = evaluation.texture_loss(images)
     noise_losses = evaluation.texture_loss(noise)
@@ -102,11 +158,10 @@ def main(argv):
         "size": FLAGS.size,
         "samples": FLAGS.samples,
         "seed": FLAGS.seed,
-        "steps": FLAGS.steps,
-        "optimizer": FLAGS.optimizer,
         "precision": policy,
         "target": os.path.abspath(target_path),
         "out": os.path.abspath(FLAGS.out),
+        **extra,
     }
     if FLAGS.samples > 1:
         result["diversity"] = evaluation.diversity(images)

@@ -1,0 +1,59 @@
+"""The training data pipeline: shapes, determinism and resuming, bad folders, tfds."""
+
+import numpy as np
+import pytest
+
+from tf_propo import data
+from tf_propo.errors import UsageError
+from tests.conftest import SAMPLES
+
+
+def take(dataset, n):
+    it = iter(dataset)
+    return [{k: v.numpy() for k, v in next(it).items()} for _ in range(n)]
+
+
+def test_batches_shapes_and_ranges():
+    [batch] = take(data.texture_dataset(SAMPLES, 32, 3, seed=0, resize=64), 1)
+    assert batch["target"].shape == (3, 32, 32, 3) and batch["pre"].shape == (3, 32, 32, 3)
+    assert 0 <= batch["target"].min() and batch["target"].max() <= 1
+    assert -1 <= batch["pre"].min() and batch["pre"].max() <= 1
+    assert batch["target"].std() > 0.02
+
+
+def test_order_is_a_function_of_seed_and_index():
+    a = take(data.texture_dataset(SAMPLES, 32, 2, seed=4, resize=64), 4)
+    b = take(data.texture_dataset(SAMPLES, 32, 2, seed=4, resize=64), 4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["target"], y["target"])
+        np.testing.assert_array_equal(x["pre"], y["pre"])
+    resumed = take(data.texture_dataset(SAMPLES, 32, 2, seed=4, resize=64, start=4), 2)
+    for x, y in zip(a[2:], resumed):
+        np.testing.assert_array_equal(x["target"], y["target"])
+        np.testing.assert_array_equal(x["pre"], y["pre"])
+    other = take(data.texture_dataset(SAMPLES, 32, 2, seed=5, resize=64), 1)[0]
+    assert not np.array_equal(other["pre"], a[0]["pre"])
+
+
+def test_single_image_and_bad_sources(tmp_path):
+    single = take(data.texture_dataset(f"{SAMPLES}/nature_jungle001.png", 16, 2, resize=32),
+                  1)[0]
+    assert single["target"].shape == (2, 16, 16, 3)
+    with pytest.raises(UsageError, match="no .* images in that folder"):
+        data.texture_dataset(str(tmp_path), 32, 2)
+    with pytest.raises(UsageError, match="no such file or folder"):
+        data.texture_dataset(str(tmp_path / "missing"), 32, 2)
+    with pytest.raises(UsageError, match="larger than"):
+        data.texture_dataset(SAMPLES, 128, 2, resize=64)
+    with pytest.raises(UsageError, match="multiple of 16"):
+        data.texture_dataset(SAMPLES, 30, 2)
+
+
+def test_tfds_source_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        [batch] = take(data.texture_dataset("tfds:dtd", 32, 2, resize=48), 1)
+    assert batch["target"].shape == (2, 32, 32, 3)
+    with pytest.raises(UsageError, match="tfds:no_such_dataset"):
+        data.texture_dataset("tfds:no_such_dataset", 32, 2)

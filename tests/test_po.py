@@ -1,0 +1,103 @@
+"""The pseudo-optimizer models: the authors' architecture and size, shapes, gradient modes,
+and that training makes the loss go down."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_propo import po
+from tf_propo import texture
+from tf_propo import vgg
+from tf_propo import weights
+from tests.conftest import vgg_shaped_random_weights
+
+
+def test_stage_layer_sets_are_progressive():
+    sets = po.stage_layers(5)
+    assert sets[0] == ("relu1_1",)
+    assert sets[4] == texture.TEXTURE_LAYERS
+    assert all(sets[i] == sets[i + 1][:i + 1] for i in range(4))
+    assert po.stage_layers(1) == (texture.TEXTURE_LAYERS,)
+
+
+def test_full_width_matches_the_authors_parameter_counts():
+    # PAPER.md, counted from the authors' code: 20.6M for a 5-layer stage, 28.0M for ProPO.
+    stage = po.build_pseudo_optimizer(texture.TEXTURE_LAYERS, width=1.0)
+    assert abs(stage.count_params() - 20.6e6) < 0.05e6
+    total = sum(po.build_pseudo_optimizer(s, 1.0, name=f"s{i}").count_params()
+                for i, s in enumerate(po.stage_layers(5)))
+    assert abs(total - 28.0e6) < 0.1e6
+
+
+@pytest.fixture(scope="module")
+def random_encoder():
+    return weights.apply_weights(vgg.build_encoder(texture.TEXTURE_LAYERS),
+                                 vgg_shaped_random_weights())
+
+
+def run_model(model, size=32, batch=2):
+    rng = np.random.default_rng(0)
+    pre = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    target = rng.random((1, size, size, 3)).astype(np.float32)
+    grams = texture.gram_matrices(model.features(target, model.all_layers), model.all_layers)
+    return model({"pre": pre, "target_grams": grams})
+
+
+def test_progressive_forward_shapes_any_size(random_encoder):
+    model = po.ProgressiveOptimizer(random_encoder, stages=3, width=0.05)
+    for size in (32, 48):
+        out = run_model(model, size=size)
+        assert len(out["images"]) == 4 and len(out["losses"]) == 3
+        for image in out["images"]:
+            assert image.shape == (2, size, size, 3)
+            assert float(tf.reduce_min(image)) >= 0 and float(tf.reduce_max(image)) <= 1
+        assert set(out["layer_losses"][2]) == set(po.stage_layers(3)[2])
+
+
+def test_local_gradients_build_no_gradient_ops(random_encoder):
+    model = po.ProgressiveOptimizer(random_encoder, stages=2, width=0.05)
+    grams = {l: tf.zeros([1, vgg.channels(l), vgg.channels(l)]) for l in model.all_layers}
+    fn = tf.function(lambda pre: model({"pre": pre, "target_grams": grams})["images"][-1])
+    graph = fn.get_concrete_function(tf.TensorSpec([1, 32, 32, 3])).graph
+    ops = {op.type for op in graph.get_operations()}
+    backward = [op for op in ops if ("Grad" in op and op != "StopGradient") or "Backprop" in op]
+    assert not backward, backward
+
+
+def test_total_gradient_mode_differs_from_local(random_encoder):
+    keras.utils.set_random_seed(0)
+    local = po.ProgressiveOptimizer(random_encoder, stages=1, width=0.05)
+    keras.utils.set_random_seed(0)
+    total = po.ProgressiveOptimizer(random_encoder, stages=1, width=0.05, grad_mode="total")
+    a, b = run_model(local)["images"][-1], run_model(total)["images"][-1]
+    assert a.shape == b.shape and not np.allclose(a, b)
+    with pytest.raises(ValueError, match="grad_mode"):
+        po.ProgressiveOptimizer(random_encoder, grad_mode="other")
+
+
+def test_training_lowers_the_texture_loss(normalized_weights, sample_paths):
+    """A few Adam steps on one target: the one-stage PO learns to lower the loss."""
+    from tf_propo import image_io
+
+    keras.utils.set_random_seed(1)
+    encoder = weights.apply_weights(vgg.build_encoder(texture.TEXTURE_LAYERS),
+                                    normalized_weights)
+    model = po.ProgressiveOptimizer(encoder, stages=1, width=0.1)
+    target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 64)[:32, :32]
+    grams = texture.gram_matrices(model.features(target[None], model.all_layers),
+                                  model.all_layers)
+    optimizer = keras.optimizers.Adam(2e-3, beta_1=0.5, epsilon=1e-3)
+    variables = model.stages[0].trainable_variables
+    pre = tf.random.stateless_uniform([2, 32, 32, 3], [0, 0], -1.0, 1.0)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model({"pre": pre, "target_grams": grams},
+                                        training=True)["losses"][0])
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    losses = [float(step()) for _ in range(40)]
+    assert min(losses[-5:]) < 0.5 * losses[0], losses

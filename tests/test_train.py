@@ -1,0 +1,138 @@
+"""The training app end to end: the smoke config, resuming, synthesis from the checkpoint,
+and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import SAMPLES
+
+ROOT = os.path.dirname(SAMPLES.rstrip("/").rsplit("/", 1)[0])
+SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                     "smoke.flags")
+
+
+def train(*args):
+    return subprocess.run([sys.executable, "-m", "tf_propo.train", f"--flagfile={SMOKE}",
+                           f"--targets={SAMPLES}", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def synthesize(*args):
+    return subprocess.run([sys.executable, "-m", "tf_propo.synthesize", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def last_json(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def checkpoint_values(model_dir):
+    """Every saved variable: stage weights, Adam slots, step (keys follow the object graph)."""
+    reader = tf.train.load_checkpoint(model_dir)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.endswith("VARIABLE_VALUE") and not k.startswith("save_counter")}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, normalized_weights):
+    """The smoke run straight through, and the same run interrupted after a checkpoint."""
+    root = tmp_path_factory.mktemp("runs")
+    straight, resumed = root / "straight", root / "resumed"
+    results = {"straight": last_json(train(f"--model_dir={straight}"))}
+    first = train(f"--model_dir={resumed}", "--run_steps=3")
+    results["first"] = last_json(first)
+    second = train(f"--model_dir={resumed}")
+    results["second"] = last_json(second)
+    results["second_stderr"] = second.stderr
+    return straight, resumed, results
+
+
+def test_smoke_run_writes_a_complete_model_dir(trained):
+    straight, _, results = trained
+    assert results["straight"]["step"] == 6
+    names = set(os.listdir(straight))
+    assert {"config.json", "flags.txt", "checkpoint", "train"} <= names
+    assert any(n.startswith("ckpt-6") for n in names)
+    assert os.listdir(straight / "train")  # TensorBoard events
+    flags_text = (straight / "flags.txt").read_text()
+    assert "--mode=propo" in flags_text and "--stages=2" in flags_text
+    config = json.loads((straight / "config.json").read_text())
+    assert config["stages"] == 2 and config["mode"] == "propo"
+
+
+def test_resume_continues_step_schedule_and_data(trained):
+    straight, resumed, results = trained
+    assert results["first"]["step"] == 3
+    assert "resuming" in results["second_stderr"] and "step 3/6" in results["second_stderr"]
+    assert results["second"]["step"] == 6
+    # Same step count, LR schedule and data order: the interrupted run ends where the
+    # uninterrupted one does.
+    a, b = checkpoint_values(straight), checkpoint_values(resumed)
+    assert a.keys() == b.keys() and len(a) > 100
+    assert a["step/.ATTRIBUTES/VARIABLE_VALUE"] == 6
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_synthesis_from_the_checkpoint(trained, tmp_path):
+    straight, _, _ = trained
+    out = tmp_path / "p.png"
+    record = last_json(synthesize("--method=propo", f"--model_dir={straight}", "--size=32",
+                                  "--samples=2", "--save_stages", f"--out={out}"))
+    assert record["method"] == "propo" and len(record["stages"]) == 3
+    assert os.path.exists(out) and os.path.exists(record["stages_out"])
+    for key in ("seconds", "texture_loss", "noise_texture_loss", "size", "out"):
+        assert key in record
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--stages=0"], "stages"),
+    (["--crop_size=512"], "larger than"),
+    (["--targets=/nonexistent"], "no such file or folder"),
+    (["--layers=relu1_1,conv9_9"], "unknown VGG19 layer"),
+])
+def test_bad_training_input(tmp_path, args, message):
+    result = train(f"--model_dir={tmp_path / 'run'}", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_folder_and_other_mode(tmp_path, trained):
+    straight, _, _ = trained
+    (tmp_path / "empty").mkdir()
+    result = train(f"--model_dir={tmp_path / 'run'}", f"--targets={tmp_path / 'empty'}")
+    assert result.returncode == 2 and "no " in result.stderr
+    before = sorted(os.listdir(straight))
+    result = train(f"--model_dir={straight}", "--mode=adapo")
+    assert result.returncode == 2 and "holds a model with mode=propo" in result.stderr
+    assert sorted(os.listdir(straight)) == before
+
+
+def test_bad_model_dirs_for_synthesis(tmp_path, trained):
+    straight, _, _ = trained
+    out = tmp_path / "o.png"
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "config.json").write_text("{not json")
+    cases = [
+        (["--method=adapo", f"--model_dir={straight}"], "holds a propo model"),
+        (["--method=propo"], "needs --model_dir"),
+        (["--method=propo", f"--model_dir={tmp_path / 'nope'}"], "no such directory"),
+        (["--method=propo", f"--model_dir={tmp_path / 'corrupt'}"], "corrupt model"),
+        (["--method=propo", f"--model_dir={straight}", "--size=40"], "multiple of 16"),
+    ]
+    for args, message in cases:
+        size = [] if any(a.startswith("--size") for a in args) else ["--size=32"]
+        result = synthesize(*args, *size, f"--out={out}")
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        assert not out.exists()

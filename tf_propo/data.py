@@ -1,0 +1,118 @@
+"""Training data: target crops and start noise as a tf.data pipeline.
+
+Sources (`--targets`): one image file, a folder of images (recursively), or `tfds:NAME` for a
+tensorflow-datasets dataset (e.g. tfds:dtd; its `image` feature, split `train`). Images are
+resized so the short edge is `resize` px (the authors' 256), then each sample is a random
+`crop_size` crop, randomly flipped left-right (the authors' augmentation), with its own start
+noise pre ~ U(−1, 1) (the pre-sigmoid image of x[0]).
+
+Order is a pure function of (seed, sample index): the crop and the noise of sample i come from
+stateless random ops seeded by (seed, i), and the image sequence from a seeded shuffle, so a
+resumed run (`start` = samples already seen) continues with exactly the data it would have
+seen.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tf_propo import image_io
+from tf_propo.errors import UsageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def list_images(folder):
+    paths = []
+    for root, _, files in os.walk(folder):
+        paths += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(paths)
+
+
+def load_local_images(spec, resize):
+    """uint8 RGB arrays of an image file or a folder of images, short edge resized."""
+    if os.path.isdir(spec):
+        paths = list_images(spec)
+        if not paths:
+            raise UsageError(f"--targets={spec}: no {'/'.join(IMAGE_EXTENSIONS)} images in "
+                             "that folder")
+    elif os.path.exists(spec):
+        paths = [spec]
+    else:
+        raise UsageError(f"--targets={spec}: no such file or folder")
+    images = []
+    for path in paths:
+        image = image_io.read_image(path)
+        if resize:
+            image = image_io.resize_short_edge(image, resize)
+        images.append(image_io.to_uint8(image))
+    return images, paths
+
+
+def _tfds_images(name, resize, split="train"):
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset = tfds.load(name, split=split, shuffle_files=False)
+    except Exception as e:  # tfds raises many kinds: not found, no network, bad split
+        raise UsageError(f"--targets=tfds:{name}: cannot load ({str(e).splitlines()[0]})") \
+            from None
+
+    def prepare(example):
+        image = example["image"]
+        if image.shape.rank == 3 and image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        image = image[..., :3]
+        if resize:
+            shape = tf.cast(tf.shape(image)[:2], tf.float32)
+            scale = resize / tf.reduce_min(shape)
+            size = tf.cast(tf.round(shape * scale), tf.int32)
+            image = tf.image.resize(image, size, method="area", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+    return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _check_crop(images, crop_size, origin):
+    small = [(i, im.shape) for i, im in enumerate(images) if min(im.shape[:2]) < crop_size]
+    if small:
+        i, shape = small[0]
+        raise UsageError(f"--crop_size={crop_size} is larger than {origin[i]} "
+                         f"({shape[1]}x{shape[0]} after resizing)")
+
+
+def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
+                    shuffle_buffer=256):
+    """A repeating dataset of {"target": [B, crop, crop, 3] float32 in [0, 1],
+    "pre": [B, crop, crop, 3] float32 in [−1, 1]}; `start` samples are skipped (resume)."""
+    if crop_size % 16:
+        raise UsageError(f"--crop_size={crop_size} must be a multiple of 16")
+    if targets.startswith("tfds:"):
+        if resize and crop_size > resize:
+            raise UsageError(f"--crop_size={crop_size} is larger than --resize={resize}")
+        images = _tfds_images(targets[len("tfds:"):], resize)
+    else:
+        arrays, paths = load_local_images(targets, resize)
+        _check_crop(arrays, crop_size, paths)
+        images = tf.data.Dataset.from_generator(
+            lambda: iter(arrays), output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        shuffle_buffer = min(shuffle_buffer, len(arrays))
+    images = images.repeat().shuffle(shuffle_buffer, seed=seed)
+
+    def sample(index, image):
+        crop_seed = tf.stack([tf.cast(seed, tf.int64), index])
+        crop = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
+        crop = tf.image.stateless_random_flip_left_right(crop, crop_seed + 1)
+        noise = tf.random.stateless_uniform([crop_size, crop_size, 3], crop_seed + 2,
+                                            minval=-1.0, maxval=1.0)
+        return {"target": tf.cast(crop, tf.float32) / 255.0, "pre": noise}
+
+    dataset = images.enumerate().skip(start)
+    dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def as_numpy_batch(dataset):
+    """The first batch as numpy arrays (tests and previews)."""
+    return {k: np.asarray(v) for k, v in next(iter(dataset)).items()}

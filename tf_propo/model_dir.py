@@ -1,0 +1,102 @@
+"""A trained model's directory: everything needed to rebuild the exact model from it alone.
+
+    model_dir/config.json   the model's configuration (mode, stages, layers, width, ...)
+    model_dir/flags.txt     the training run's flags, as a flagfile (re-run or resume with it)
+    model_dir/ckpt-N.*      tf.train.CheckpointManager checkpoints: the stage networks, the
+                            optimizer and the step counter (not VGG: it is fetched by name)
+    model_dir/train/        TensorBoard summaries
+"""
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+from tf_propo import po
+from tf_propo import weights
+from tf_propo.errors import UsageError
+
+CONFIG = "config.json"
+FLAGS_FILE = "flags.txt"
+MODES = ("po", "adapo", "propo")
+# Keys that fix the model's shape: a resumed run must agree with them.
+MODEL_KEYS = ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights")
+
+
+def _atomic_write_text(path, text):
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_config(model_dir, config, flags_text=None):
+    _atomic_write_text(os.path.join(model_dir, CONFIG), json.dumps(config, indent=1) + "\n")
+    if flags_text is not None:
+        _atomic_write_text(os.path.join(model_dir, FLAGS_FILE), flags_text)
+
+
+def load_config(model_dir):
+    path = os.path.join(model_dir, CONFIG)
+    if not os.path.isdir(model_dir):
+        raise UsageError(f"--model_dir={model_dir}: no such directory")
+    if not os.path.exists(path):
+        raise UsageError(f"--model_dir={model_dir}: no {CONFIG}; not a tf_propo model "
+                         "directory (train one with python -m tf_propo.train)")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        missing = [k for k in MODEL_KEYS if k not in config]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: corrupt model configuration ({e})") from None
+    return config
+
+
+def check_compatible(saved, wanted, model_dir):
+    """A resumed run must train the same model."""
+    for key in MODEL_KEYS:
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, list):
+            a = tuple(a)
+        if isinstance(b, list):
+            b = tuple(b)
+        if a != b:
+            raise UsageError(f"--model_dir={model_dir} holds a model with {key}={a}, but this "
+                             f"run asks for {key}={b}; use another --model_dir")
+
+
+def build_model(config):
+    """A ProgressiveOptimizer as `config` describes, with the pretrained VGG encoder."""
+    layers = tuple(config["layers"])
+    encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"])
+    return po.ProgressiveOptimizer(encoder, stages=config["stages"], layers=layers,
+                                   width=config["width"], grad_mode=config["grad_mode"])
+
+
+def checkpoint(model, **extra):
+    """The trackable state of a model: its stage networks (plus optimizer/step in training)."""
+    return tf.train.Checkpoint(stages={f"stage{i}": s for i, s in enumerate(model.stages)},
+                               **extra)
+
+
+def restore(model_dir, model):
+    """Restore the latest checkpoint's stage weights into `model`; returns its path."""
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None:
+        raise UsageError(f"--model_dir={model_dir}: no checkpoint yet (is training still at "
+                         "its first steps?)")
+    try:
+        checkpoint(model).read(latest).assert_existing_objects_matched().expect_partial()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise UsageError(f"{latest}: cannot restore ({str(e).splitlines()[0]})") from None
+    return latest

@@ -1,0 +1,171 @@
+"""Pseudo optimizers (Shi & Qiao, CVPR 2020) as Keras models.
+
+PseudoOptimizer: one step Δ of the pre-sigmoid image from the texture-loss gradients at its
+layers, the authors' `build_stage` (po/improved_model.py): a decoder from the deepest layer to
+the shallowest, width at each scale = that layer's VGG channels × `width`; per layer, deepest
+first:
+    branch = conv3×3 → norm → act → conv3×3            (of that layer's gradient)
+    delta  = branch                   (deepest)
+           = branch + up(delta)       (others; up = act → nearest ×2 → conv3×3; an ADD)
+    delta  = norm(delta), then two residual blocks x + norm(conv(act(norm(conv(act(x))))))
+and finally act → conv3×3 (3 channels, with bias) = Δ. Norm: instance norm with affine γ/β
+(eps 1e-5); act: LeakyReLU 0.2; convolutions pad with zeros, have no bias, He-normal init.
+
+ProgressiveOptimizer: K stages x[0] (noise) → x[1] → … → x[K], stage s its own
+PseudoOptimizer on its own layer set (ProPO: the first s+1 of the texture layers). PO and AdaPO
+are the one-stage case on all layers (AdaPO is trained over many targets; the target enters
+only through its Gram matrices, so it works on targets it never saw).
+
+Image parameterisation as the authors': image = sigmoid(pre); x[0]: pre ~ U(−1, 1); each stage
+pre ← pre + Δ. The stage inputs are the closed-form per-layer gradients ∂L_l/∂F_l
+(texture.feature_gradient, grad_mode "local": no gradient ops, so the model exports) or the
+total derivative through the deeper layers by autodiff (grad_mode "total", the authors'
+choice; it needs a gradient tape inside the forward pass).
+"""
+
+import keras
+import tensorflow as tf
+
+from tf_propo import texture
+from tf_propo import vgg
+
+GRAD_MODES = ("local", "total")
+
+
+def stage_layers(stages, layers=texture.TEXTURE_LAYERS):
+    """ProPO's layer sets: stage s uses the first min(s + 1, L) layers; one stage uses all."""
+    layers = tuple(layers)
+    if stages == 1:
+        return (layers,)
+    return tuple(layers[:min(s + 1, len(layers))] for s in range(stages))
+
+
+def _conv(channels, name, use_bias=False, dtype=None):
+    return keras.layers.Conv2D(channels, 3, padding="same", use_bias=use_bias,
+                               kernel_initializer="he_normal", name=name, dtype=dtype)
+
+
+def _norm(channels, name):
+    # Instance norm with affine scale/offset = group norm with one channel per group.
+    return keras.layers.GroupNormalization(groups=channels, epsilon=1e-5, name=name)
+
+
+def _act(name):
+    return keras.layers.LeakyReLU(negative_slope=0.2, name=name)
+
+
+def _residual_block(x, channels, name):
+    y = _act(f"{name}_act1")(x)
+    y = _conv(channels, f"{name}_conv1")(y)
+    y = _norm(channels, f"{name}_norm1")(y)
+    y = _act(f"{name}_act2")(y)
+    y = _conv(channels, f"{name}_conv2")(y)
+    y = _norm(channels, f"{name}_norm2")(y)
+    return keras.layers.Add(name=f"{name}_add")([x, y])
+
+
+def build_pseudo_optimizer(layers, width=1.0, name="pseudo_optimizer"):
+    """The PseudoOptimizer network: {layer: gradient [B, H/s, W/s, C]} -> Δ [B, H, W, 3]."""
+    layers = tuple(layers)
+    order = sorted(layers, key=vgg.LAYER_ORDER.index)
+    inputs = {layer: keras.Input((None, None, vgg.channels(layer)), name=layer)
+              for layer in order}
+    delta = None
+    for layer in reversed(order):
+        channels = max(1, round(vgg.channels(layer) * width))
+        x = _conv(channels, f"{layer}_in1")(inputs[layer])
+        x = _norm(channels, f"{layer}_in_norm")(x)
+        x = _act(f"{layer}_in_act")(x)
+        x = _conv(channels, f"{layer}_in2")(x)
+        if delta is not None:
+            factor = vgg.downsampling(deeper) // vgg.downsampling(layer)
+            up = _act(f"{layer}_up_act")(delta)
+            if factor > 1:
+                up = keras.layers.UpSampling2D(factor, name=f"{layer}_up")(up)
+            up = _conv(channels, f"{layer}_up_conv")(up)
+            x = keras.layers.Add(name=f"{layer}_merge")([x, up])
+        x = _norm(channels, f"{layer}_norm")(x)
+        for i in range(2):
+            x = _residual_block(x, channels, f"{layer}_res{i}")
+        delta, deeper = x, layer
+    if vgg.downsampling(order[0]) != 1:
+        factor = vgg.downsampling(order[0])
+        delta = keras.layers.UpSampling2D(factor, name="to_image_up")(delta)
+    delta = _act("out_act")(delta)
+    # float32 output: the step is added to the float32 pre-sigmoid image.
+    delta = _conv(3, "out_conv", use_bias=True, dtype="float32")(delta)
+    return keras.Model(inputs, delta, name=name)
+
+
+class ProgressiveOptimizer(keras.Model):
+    """K pseudo-optimizer stages with a shared, frozen VGG encoder.
+
+    call(inputs) with inputs = {"pre": [B, H, W, 3] pre-sigmoid start (U(−1, 1) noise),
+    "target_grams": {layer: [B or 1, C, C]}} returns {"images": [x[0], …, x[K]] (each
+    [B, H, W, 3] in [0, 1]), "losses": [L_0, …, L_{K−1}] (each [B]: stage s's output on
+    stage s's own layers), "layer_losses": [{layer: [B]} per stage]}. H and W must be multiples of 16 (pool4 and the ×2 merges).
+    """
+
+    def __init__(self, encoder, stages=5, layers=texture.TEXTURE_LAYERS, width=1.0,
+                 grad_mode="local", **kwargs):
+        super().__init__(**kwargs)
+        if grad_mode not in GRAD_MODES:
+            raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
+        self.layer_sets = stage_layers(stages, layers)
+        self.all_layers = tuple(dict.fromkeys(l for s in self.layer_sets for l in s))
+        self.encoder = encoder
+        self.grad_mode = grad_mode
+        self.width = width
+        self.stages = [build_pseudo_optimizer(s, width, name=f"stage{i}")
+                       for i, s in enumerate(self.layer_sets)]
+        # Encoders cut at the deepest layer each pass needs, sharing the VGG weights.
+        needed = [self.layer_sets[0], self.all_layers] + [
+            self._pass_layers(s) for s in range(len(self.stages))]
+        self._encoders = {",".join(layers): keras.Model(
+            encoder.input, {l: encoder.get_layer(l).output for l in layers})
+            for layers in needed}
+
+    def _pass_layers(self, s):
+        """Layers of the VGG pass after stage s: its own loss and stage s+1's inputs."""
+        following = self.layer_sets[min(s + 1, len(self.layer_sets) - 1)]
+        return tuple(dict.fromkeys(self.layer_sets[s] + following))
+
+    def features(self, image, layers):
+        """VGG features on `layers` (one of the passes prepared in __init__)."""
+        return self._encoders[",".join(layers)](image)
+
+    def _gradients(self, pre, layers, target_grams):
+        """(features at x = sigmoid(pre), {layer: ∂L/∂F} on `layers`)."""
+        image = tf.sigmoid(pre)
+        if self.grad_mode == "local":
+            features = self.features(image, layers)
+            return features, texture.feature_gradients(features, target_grams, layers)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(image)
+            features = self.features(image, layers)
+            loss, _ = texture.texture_loss(features, target_grams, layers)
+            loss = tf.reduce_sum(loss)
+        grads = tape.gradient(loss, {layer: features[layer] for layer in layers})
+        return features, {k: tf.cast(v, tf.float32) for k, v in grads.items()}
+
+    def call(self, inputs, training=False):
+        pre = tf.cast(inputs["pre"], tf.float32)
+        target_grams = inputs["target_grams"]
+        images = [tf.sigmoid(pre)]
+        losses, layer_losses = [], []
+        features, grads = self._gradients(pre, self.layer_sets[0], target_grams)
+        for s, stage in enumerate(self.stages):
+            layers = self.layer_sets[s]
+            if s > 0:
+                if self.grad_mode == "local":
+                    grads = texture.feature_gradients(features, target_grams, layers)
+                else:
+                    features, grads = self._gradients(pre, layers, target_grams)
+            pre = pre + stage(grads, training=training)
+            images.append(tf.sigmoid(pre))
+            # One VGG pass serves stage s's loss and stage s+1's inputs.
+            features = self.features(images[-1], self._pass_layers(s))
+            loss, per_layer = texture.texture_loss(features, target_grams, layers)
+            losses.append(loss)
+            layer_losses.append(per_layer)
+        return {"images": images, "losses": losses, "layer_losses": layer_losses}

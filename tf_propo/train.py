@@ -1,0 +1,263 @@
+"""Train a pseudo optimizer: python -m tf_propo.train --flagfile=configs/smoke.flags
+
+Modes: po (one target texture), adapo (one stage, many targets: works on unseen targets),
+propo (K progressive stages; many targets by default). The training loss is the sum over
+stages of the texture loss of each stage's output on that stage's own layers (PAPER.md).
+
+The run lives in --model_dir (see tf_propo.model_dir): config.json, flags.txt, checkpoints
+every --checkpoint_every steps (kept: --keep_checkpoints), TensorBoard summaries in train/.
+Run the same command again to resume: the step counter, LR schedule and data order continue
+where the last checkpoint left them. Progress with ETA on stderr.
+"""
+
+import json
+import os
+import sys
+import time
+
+from tf_propo import cli
+
+from absl import flags
+
+from tf_propo.errors import UsageError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Directory of the run: checkpoints, config, summaries. "
+                    "An existing run there is resumed.")
+flags.DEFINE_enum("mode", "propo", ("po", "adapo", "propo"), "po: one target; adapo: one stage "
+                  "over many targets; propo: progressive stages.")
+flags.DEFINE_integer("stages", None, "Number of stages (default: 5 for propo, 1 otherwise).",
+                     lower_bound=1)
+flags.DEFINE_list("layers", ["relu1_1", "pool1", "pool2", "pool3", "pool4"], "Texture-loss "
+                  "layers, shallow to deep (the authors' conv1_1-after-ReLU, pool1..pool4).")
+flags.DEFINE_string("targets", None, "Training textures: an image file, a folder of images, or "
+                    "tfds:NAME (e.g. tfds:dtd).")
+flags.DEFINE_integer("resize", 256, "Resize training images so the short edge is this many px "
+                     "before cropping (the authors' 256); 0 keeps them.", lower_bound=0)
+flags.DEFINE_integer("crop_size", 128, "Training crop size in px, a multiple of 16 (the "
+                     "authors' 224).", lower_bound=16)
+flags.DEFINE_integer("batch_size", 4, "Global batch size (the authors' 1).", lower_bound=1)
+flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate (the authors' 2e-4).",
+                   lower_bound=0.0)
+flags.DEFINE_enum("lr_schedule", "linear_decay", ("constant", "linear_decay"), "constant, or "
+                  "constant until --decay_start then linear to 0 at the last step (the "
+                  "authors' schedule).")
+flags.DEFINE_float("decay_start", 0.5, "Fraction of the steps after which the LR decays.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("adam_beta1", 0.5, "Adam beta1 (the authors' 0.5).")
+flags.DEFINE_float("adam_epsilon", 1e-3, "Adam epsilon (the authors' 1e-3, large on purpose).")
+flags.DEFINE_integer("steps", None, "Total training steps (overrides --epochs).", lower_bound=1)
+flags.DEFINE_integer("epochs", 1, "Epochs of --steps_per_epoch steps.", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", 100, "Steps per epoch.", lower_bound=1)
+flags.DEFINE_enum("precision", "auto", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                  "Mixed precision policy (losses and Grams stay float32). auto: bfloat16 on "
+                  "CPUs with AVX512-BF16/AMX and Ampere+ GPUs, float16 on older GPUs.")
+flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and noise.")
+flags.DEFINE_enum("distribution", "default", ("default", "mirrored", "multi_worker"),
+                  "tf.distribute strategy: default (one device), mirrored (all GPUs of this "
+                  "host), multi_worker (hosts from TF_CONFIG).")
+flags.DEFINE_float("width", 0.25, "Channel multiplier of the stage networks (1.0 = the "
+                   "authors' 28.0M-parameter ProPO).", lower_bound=0.01)
+flags.DEFINE_enum("grad_mode", "local", ("local", "total"), "Stage inputs: local = closed-form "
+                  "per-layer gradient (exports without gradient ops); total = the authors' "
+                  "total derivative by autodiff (double backprop).")
+flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights source (normalized, imagenet, "
+                    "file:PATH).")
+flags.DEFINE_integer("run_steps", None, "Stop after this many steps in this invocation (the "
+                     "LR schedule still spans --steps); run again to resume. For time-boxed "
+                     "sessions.", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", 200, "Save a checkpoint every N steps (and at the "
+                     "end).", lower_bound=1)
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)
+flags.DEFINE_integer("summary_every", 10, "Scalar summaries every N steps.", lower_bound=1)
+flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target) every N "
+                     "steps.", lower_bound=1)
+
+TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "resize", "crop_size", "batch_size",
+                  "learning_rate", "lr_schedule", "decay_start", "adam_beta1", "adam_epsilon",
+                  "steps", "epochs", "steps_per_epoch", "precision", "seed", "distribution",
+                  "width", "grad_mode", "vgg_weights", "checkpoint_every", "keep_checkpoints",
+                  "summary_every", "image_every")
+
+
+def total_steps():
+    return FLAGS.steps or FLAGS.epochs * FLAGS.steps_per_epoch
+
+
+def model_config():
+    stages = FLAGS.stages or (5 if FLAGS.mode == "propo" else 1)
+    return {"mode": FLAGS.mode, "stages": stages, "layers": list(FLAGS.layers),
+            "width": FLAGS.width, "grad_mode": FLAGS.grad_mode,
+            "vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
+            "resize": FLAGS.resize, "targets": FLAGS.targets}
+
+
+def flags_text():
+    lines = []
+    for name in TRAINING_FLAGS:
+        value = FLAGS[name].value
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        lines.append(f"--{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def make_strategy(name):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise UsageError("--distribution=multi_worker needs TF_CONFIG describing the "
+                             "cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def learning_rate_schedule(steps):
+    from tf_propo.schedules import ConstantThenLinearDecay
+
+    if FLAGS.lr_schedule == "constant":
+        return FLAGS.learning_rate
+    return ConstantThenLinearDecay(FLAGS.learning_rate, int(FLAGS.decay_start * steps), steps)
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from tf_propo import data, model_dir, precision, texture, vgg
+    from tf_propo.progress import Progress
+
+    if not FLAGS.model_dir:
+        raise UsageError("--model_dir is required")
+    if not FLAGS.targets:
+        raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
+    config = model_config()
+    config_path = os.path.join(FLAGS.model_dir, model_dir.CONFIG)
+    if os.path.exists(config_path):
+        model_dir.check_compatible(model_dir.load_config(FLAGS.model_dir), config,
+                                   FLAGS.model_dir)
+    for layer in config["layers"]:
+        try:
+            vgg.check_layer(layer)
+        except ValueError as e:
+            raise UsageError(f"--layers: {e}") from None
+
+    steps = total_steps()
+    policy = precision.apply(FLAGS.precision)
+    keras.utils.set_random_seed(FLAGS.seed)
+    strategy = make_strategy(FLAGS.distribution)
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise UsageError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
+                         f"{replicas} replicas")
+
+    with strategy.scope():
+        model = model_dir.build_model(config)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(steps),
+                                          beta_1=FLAGS.adam_beta1, epsilon=FLAGS.adam_epsilon)
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        variables = [v for stage in model.stages for v in stage.trainable_variables]
+        optimizer.build(variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    ckpt = model_dir.checkpoint(model, optimizer=optimizer, step=step)
+    manager = tf.train.CheckpointManager(ckpt, FLAGS.model_dir,
+                                         max_to_keep=FLAGS.keep_checkpoints)
+    if manager.latest_checkpoint:
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            raise UsageError(f"{manager.latest_checkpoint}: cannot resume "
+                             f"({str(e).splitlines()[0]})") from None
+    start_step = int(step.numpy())
+    dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
+                                   seed=FLAGS.seed, resize=FLAGS.resize,
+                                   start=start_step * FLAGS.batch_size)
+    # Written only once the data is known good, so a bad run leaves no model_dir behind.
+    model_dir.save_config(FLAGS.model_dir, config, flags_text())
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    layers = model.all_layers
+
+    def forward(batch, training):
+        target_grams = texture.gram_matrices(model.features(batch["target"], layers), layers)
+        return model({"pre": batch["pre"], "target_grams": target_grams}, training=training)
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            out = forward(batch, training=True)
+            stage_losses = [tf.reduce_mean(loss) for loss in out["losses"]]
+            loss = tf.add_n(stage_losses) / replicas
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        layer_losses = {f"stage{s}/{k}": tf.reduce_mean(v)
+                        for s, per in enumerate(out["layer_losses"]) for k, v in per.items()}
+        return stage_losses, layer_losses
+
+    @tf.function
+    def train_step(batch):
+        stage_losses, layer_losses = strategy.run(replica_step, args=(batch,))
+        mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)  # noqa
+        return [mean(x) for x in stage_losses], {k: mean(v) for k, v in layer_losses.items()}
+
+    def preview(batch):
+        local = strategy.experimental_local_results(batch)[0]
+        first = {k: v[:1] for k, v in local.items()}
+        out = forward(first, training=False)
+        return tf.concat(out["images"] + [first["target"]], axis=2)
+
+    writer = tf.summary.create_file_writer(os.path.join(FLAGS.model_dir, "train"))
+    if start_step >= steps:
+        print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": start_step,
+                          "note": "already trained to --steps"}))
+        return
+    if start_step:
+        print(f"resuming {FLAGS.model_dir} at step {start_step}/{steps}", file=sys.stderr)
+    stop = min(steps, start_step + FLAGS.run_steps) if FLAGS.run_steps else steps
+    progress = Progress(stop - start_step, f"train {config['mode']} {policy}")
+    window_start, window_images = time.perf_counter(), 0
+    stage_losses = []
+    train_start = time.perf_counter()
+    while int(step.numpy()) < stop:
+        batch = next(iterator)
+        stage_losses, layer_losses = train_step(batch)
+        step.assign_add(1)
+        current = int(step.numpy())
+        window_images += FLAGS.batch_size
+        total = float(sum(stage_losses))
+        progress.update(loss=total)
+        if current % FLAGS.summary_every == 0 or current == steps:
+            elapsed = time.perf_counter() - window_start
+            with writer.as_default(step=current):
+                tf.summary.scalar("loss/total", total)
+                for s, value in enumerate(stage_losses):
+                    tf.summary.scalar(f"loss/stage{s}", value)
+                for name, value in layer_losses.items():
+                    tf.summary.scalar(f"layer_loss/{name}", value)
+                tf.summary.scalar("learning_rate",
+                                  float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+                tf.summary.scalar("images_per_second", window_images / max(elapsed, 1e-9))
+            window_start, window_images = time.perf_counter(), 0
+        if current % FLAGS.image_every == 0 or current == steps:
+            with writer.as_default(step=current):
+                tf.summary.image("noise_stages_target", preview(batch), max_outputs=1)
+        if current % FLAGS.checkpoint_every == 0 or current == stop:
+            manager.save(checkpoint_number=current)
+    writer.flush()
+    seconds = time.perf_counter() - train_start
+    print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": int(step.numpy()),
+                      "stage_losses": [float(v) for v in stage_losses],
+                      "seconds": round(seconds, 2),
+                      "images_per_second": round((stop - start_step) * FLAGS.batch_size
+                                                 / seconds, 3),
+                      "precision": policy}))
+
+
+if __name__ == "__main__":
+    cli.run(main)
