@@ -136,3 +136,15 @@ def test_bad_model_dirs_for_synthesis(tmp_path, trained):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert not out.exists()
+
+
+@pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6)])
+def test_config_flagfiles_parse(name, steps):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import tf_propo.train as t; from absl import flags; "
+            f"flags.FLAGS(['x', '--flagfile=configs/{name}.flags']); "
+            "print(t.total_steps(), t.model_config()['stages'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(steps), "5" if name != "smoke" else "2"]

@@ -30,10 +30,19 @@ def list_images(folder):
     return sorted(paths)
 
 
-def load_local_images(spec, resize):
+def split_holdout(paths, holdout):
+    """(train, held out): every `holdout`-th image of the sorted list is held out for
+    evaluation on textures the model never saw (0: none)."""
+    if not holdout:
+        return list(paths), []
+    held = [p for i, p in enumerate(paths) if i % holdout == holdout - 1]
+    return [p for p in paths if p not in held], held
+
+
+def load_local_images(spec, resize, holdout=0):
     """uint8 RGB arrays of an image file or a folder of images, short edge resized."""
     if os.path.isdir(spec):
-        paths = list_images(spec)
+        paths, _ = split_holdout(list_images(spec), holdout)
         if not paths:
             raise UsageError(f"--targets={spec}: no {'/'.join(IMAGE_EXTENSIONS)} images in "
                              "that folder")
@@ -83,9 +92,10 @@ def _check_crop(images, crop_size, origin):
 
 
 def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
-                    shuffle_buffer=256):
+                    shuffle_buffer=256, holdout=0):
     """A repeating dataset of {"target": [B, crop, crop, 3] float32 in [0, 1],
-    "pre": [B, crop, crop, 3] float32 in [−1, 1]}; `start` samples are skipped (resume)."""
+    "pre": [B, crop, crop, 3] float32 in [−1, 1]}; `start` samples are skipped (resume);
+    with a folder, `holdout` leaves every holdout-th image out (split_holdout)."""
     if crop_size % 16:
         raise UsageError(f"--crop_size={crop_size} must be a multiple of 16")
     if targets.startswith("tfds:"):
@@ -93,7 +103,7 @@ def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
             raise UsageError(f"--crop_size={crop_size} is larger than --resize={resize}")
         images = _tfds_images(targets[len("tfds:"):], resize)
     else:
-        arrays, paths = load_local_images(targets, resize)
+        arrays, paths = load_local_images(targets, resize, holdout)
         _check_crop(arrays, crop_size, paths)
         images = tf.data.Dataset.from_generator(
             lambda: iter(arrays), output_signature=tf.TensorSpec([None, None, 3], tf.uint8))

@@ -32,6 +32,9 @@ flags.DEFINE_list("layers", ["relu1_1", "pool1", "pool2", "pool3", "pool4"], "Te
                   "layers, shallow to deep (the authors' conv1_1-after-ReLU, pool1..pool4).")
 flags.DEFINE_string("targets", None, "Training textures: an image file, a folder of images, or "
                     "tfds:NAME (e.g. tfds:dtd).")
+flags.DEFINE_integer("holdout", 0, "With a folder of targets: leave every N-th image (sorted "
+                     "by name) out of training, for evaluation on unseen textures; the held-out "
+                     "files are listed in config.json. 0: use all.", lower_bound=0)
 flags.DEFINE_integer("resize", 256, "Resize training images so the short edge is this many px "
                      "before cropping (the authors' 256); 0 keeps them.", lower_bound=0)
 flags.DEFINE_integer("crop_size", 128, "Training crop size in px, a multiple of 16 (the "
@@ -73,7 +76,7 @@ flags.DEFINE_integer("summary_every", 10, "Scalar summaries every N steps.", low
 flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target) every N "
                      "steps.", lower_bound=1)
 
-TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "resize", "crop_size", "batch_size",
+TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size", "batch_size",
                   "learning_rate", "lr_schedule", "decay_start", "adam_beta1", "adam_epsilon",
                   "steps", "epochs", "steps_per_epoch", "precision", "seed", "distribution",
                   "width", "grad_mode", "vgg_weights", "checkpoint_every", "keep_checkpoints",
@@ -89,7 +92,7 @@ def model_config():
     return {"mode": FLAGS.mode, "stages": stages, "layers": list(FLAGS.layers),
             "width": FLAGS.width, "grad_mode": FLAGS.grad_mode,
             "vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
-            "resize": FLAGS.resize, "targets": FLAGS.targets}
+            "resize": FLAGS.resize, "targets": FLAGS.targets, "holdout": FLAGS.holdout}
 
 
 def flags_text():
@@ -178,7 +181,10 @@ def main(argv):
     start_step = int(step.numpy())
     dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
                                    seed=FLAGS.seed, resize=FLAGS.resize,
-                                   start=start_step * FLAGS.batch_size)
+                                   start=start_step * FLAGS.batch_size, holdout=FLAGS.holdout)
+    if FLAGS.holdout and os.path.isdir(FLAGS.targets):
+        _, held = data.split_holdout(data.list_images(FLAGS.targets), FLAGS.holdout)
+        config["held_out"] = [os.path.basename(p) for p in held]
     # Written only once the data is known good, so a bad run leaves no model_dir behind.
     model_dir.save_config(FLAGS.model_dir, config, flags_text())
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
@@ -223,7 +229,7 @@ def main(argv):
     progress = Progress(stop - start_step, f"train {config['mode']} {policy}")
     window_start, window_images = time.perf_counter(), 0
     stage_losses = []
-    train_start = time.perf_counter()
+    steady_start = None  # after the first step, which traces the graph
     while int(step.numpy()) < stop:
         batch = next(iterator)
         stage_losses, layer_losses = train_step(batch)
@@ -231,6 +237,10 @@ def main(argv):
         current = int(step.numpy())
         window_images += FLAGS.batch_size
         total = float(sum(stage_losses))
+        if steady_start is None:
+            steady_start, steady_steps = time.perf_counter(), 0
+        else:
+            steady_steps += 1
         progress.update(loss=total)
         if current % FLAGS.summary_every == 0 or current == steps:
             elapsed = time.perf_counter() - window_start
@@ -250,12 +260,12 @@ def main(argv):
         if current % FLAGS.checkpoint_every == 0 or current == stop:
             manager.save(checkpoint_number=current)
     writer.flush()
-    seconds = time.perf_counter() - train_start
+    seconds = time.perf_counter() - steady_start
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": int(step.numpy()),
                       "stage_losses": [float(v) for v in stage_losses],
-                      "seconds": round(seconds, 2),
-                      "images_per_second": round((stop - start_step) * FLAGS.batch_size
-                                                 / seconds, 3),
+                      "steady_seconds": round(seconds, 2),
+                      "images_per_second": round(steady_steps * FLAGS.batch_size
+                                                 / max(seconds, 1e-9), 3),
                       "precision": policy}))
 
 
