@@ -11,12 +11,12 @@ MAX_SIDE px (a decompression bomb is refused from its header, before decoding).
 
 import os
 import struct
-import tempfile
 
 import cv2
 import numpy as np
 
 from tf_propo.errors import UsageError
+from tf_propo.files import atomic_write
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
@@ -167,17 +167,7 @@ def write_image(path, image):
     ok, encoded = cv2.imencode(ext, pixels)
     if not ok:
         raise ImageError(f"{path}: could not encode image")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(encoded.tobytes()), suffix=ext)
 
 
 def resize_short_edge(image, size):

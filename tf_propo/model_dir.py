@@ -9,13 +9,13 @@
 
 import json
 import os
-import tempfile
 
 import tensorflow as tf
 
 from tf_propo import po
 from tf_propo import weights
 from tf_propo.errors import UsageError
+from tf_propo.files import atomic_write
 
 CONFIG = "config.json"
 FLAGS_FILE = "flags.txt"
@@ -25,17 +25,7 @@ MODEL_KEYS = ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights")
 
 
 def _atomic_write_text(path, text):
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_config(model_dir, config, flags_text=None):

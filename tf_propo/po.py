@@ -70,7 +70,7 @@ def build_pseudo_optimizer(layers, width=1.0, name="pseudo_optimizer"):
     order = sorted(layers, key=vgg.LAYER_ORDER.index)
     inputs = {layer: keras.Input((None, None, vgg.channels(layer)), name=layer)
               for layer in order}
-    delta = None
+    delta, deeper = None, None  # the running Δ features and the layer they come from
     for layer in reversed(order):
         channels = max(1, round(vgg.channels(layer) * width))
         x = _conv(channels, f"{layer}_in1")(inputs[layer])

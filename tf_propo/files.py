@@ -1,0 +1,19 @@
+"""Atomic file writing: readers never see a half-written file, a failure leaves none."""
+
+import os
+import tempfile
+
+
+def atomic_write(path, write, suffix=""):
+    """Call write(f) on a binary temp file beside `path`, then rename it to `path`."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
