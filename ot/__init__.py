@@ -1,5 +1,10 @@
 """Training-free optimal-transport texture synthesis (Risser, "Optimal Textures", 2020).
 
-Installed as `tf_propo.ot` (a top-level package named `ot` would shadow POT). The covariance
-matching and sliced-OT functions are not written yet: see the project's OT issue.
+Installed as `tf_propo.ot` (a top-level package named `ot` would shadow POT).
+
+    linalg   covariance matching: cholesky / eigh (ZCA) / pca whitening and colouring
+    sliced   random rotations, 1-D matching by sorting or binned CDF, sliced Wasserstein
+
+Not written yet (see the OT issue): the per-layer decoders and the coarse-to-fine synthesis
+pipeline behind `python -m tf_propo.synthesize --method=ot`.
 """

@@ -101,3 +101,20 @@ def test_training_lowers_the_texture_loss(normalized_weights, sample_paths):
 
     losses = [float(step()) for _ in range(40)]
     assert min(losses[-5:]) < 0.5 * losses[0], losses
+
+
+def test_reflect_padding_option(random_encoder):
+    zeros = po.build_pseudo_optimizer(("relu1_1", "pool1"), width=0.05, name="z")
+    reflect = po.build_pseudo_optimizer(("relu1_1", "pool1"), width=0.05, padding="reflect",
+                                        name="r")
+    assert zeros.count_params() == reflect.count_params()
+    grads = {"relu1_1": np.ones((1, 16, 16, 64), np.float32),
+             "pool1": np.ones((1, 8, 8, 64), np.float32)}
+    reflect.set_weights(zeros.get_weights())
+    a, b = zeros(grads).numpy(), reflect(grads).numpy()
+    assert a.shape == b.shape == (1, 16, 16, 3)
+    # A constant input: reflection keeps the output constant, zeros make the border differ.
+    assert np.ptp(b) < 1e-4 * max(np.abs(b).max(), 1e-6) + 1e-5
+    assert np.ptp(a) > 1e-3
+    with pytest.raises(ValueError, match="padding"):
+        po.build_pseudo_optimizer(("relu1_1",), padding="edge")

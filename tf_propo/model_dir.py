@@ -22,6 +22,8 @@ FLAGS_FILE = "flags.txt"
 MODES = ("po", "adapo", "propo")
 # Keys that fix the model's shape: a resumed run must agree with them.
 MODEL_KEYS = ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights")
+# Later additions, with the value a config written before them means.
+DEFAULTS = {"padding": "zeros"}
 
 
 def _atomic_write_text(path, text):
@@ -47,6 +49,7 @@ def load_config(model_dir):
         missing = [k for k in MODEL_KEYS if k not in config]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
+        config = {**DEFAULTS, **config}
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: corrupt model configuration ({e})") from None
     return config
@@ -54,8 +57,8 @@ def load_config(model_dir):
 
 def check_compatible(saved, wanted, model_dir):
     """A resumed run must train the same model."""
-    for key in MODEL_KEYS:
-        a, b = saved.get(key), wanted.get(key)
+    for key in MODEL_KEYS + tuple(DEFAULTS):
+        a, b = saved.get(key, DEFAULTS.get(key)), wanted.get(key, DEFAULTS.get(key))
         if isinstance(a, list):
             a = tuple(a)
         if isinstance(b, list):
@@ -70,7 +73,8 @@ def build_model(config):
     layers = tuple(config["layers"])
     encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"])
     return po.ProgressiveOptimizer(encoder, stages=config["stages"], layers=layers,
-                                   width=config["width"], grad_mode=config["grad_mode"])
+                                   width=config["width"], grad_mode=config["grad_mode"],
+                                   padding=config.get("padding", DEFAULTS["padding"]))
 
 
 def checkpoint(model, **extra):

@@ -40,9 +40,16 @@ def stage_layers(stages, layers=texture.TEXTURE_LAYERS):
     return tuple(layers[:min(s + 1, len(layers))] for s in range(stages))
 
 
-def _conv(channels, name, use_bias=False, dtype=None):
-    return keras.layers.Conv2D(channels, 3, padding="same", use_bias=use_bias,
-                               kernel_initializer="he_normal", name=name, dtype=dtype)
+PADDINGS = ("zeros", "reflect")
+
+
+def _conv(x, channels, name, padding, use_bias=False, dtype=None):
+    """3×3 convolution, zero ('same') or reflection padded."""
+    if padding == "reflect":
+        x = vgg.ReflectionPad(name=f"{name}_pad")(x)
+    return keras.layers.Conv2D(channels, 3, padding="same" if padding == "zeros" else "valid",
+                               use_bias=use_bias, kernel_initializer="he_normal", name=name,
+                               dtype=dtype)(x)
 
 
 def _norm(channels, name):
@@ -54,18 +61,25 @@ def _act(name):
     return keras.layers.LeakyReLU(negative_slope=0.2, name=name)
 
 
-def _residual_block(x, channels, name):
+def _residual_block(x, channels, name, padding):
     y = _act(f"{name}_act1")(x)
-    y = _conv(channels, f"{name}_conv1")(y)
+    y = _conv(y, channels, f"{name}_conv1", padding)
     y = _norm(channels, f"{name}_norm1")(y)
     y = _act(f"{name}_act2")(y)
-    y = _conv(channels, f"{name}_conv2")(y)
+    y = _conv(y, channels, f"{name}_conv2", padding)
     y = _norm(channels, f"{name}_norm2")(y)
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
-def build_pseudo_optimizer(layers, width=1.0, name="pseudo_optimizer"):
-    """The PseudoOptimizer network: {layer: gradient [B, H/s, W/s, C]} -> Δ [B, H, W, 3]."""
+def build_pseudo_optimizer(layers, width=1.0, padding="zeros", name="pseudo_optimizer"):
+    """The PseudoOptimizer network: {layer: gradient [B, H/s, W/s, C]} -> Δ [B, H, W, 3].
+
+    padding: "zeros" (the authors') or "reflect". Zero padding tells the network where the
+    border is, and trained networks were seen to use that: they park the target's dark or
+    saturated statistics in a fixed band along one border (tf-propo's first demo run).
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     layers = tuple(layers)
     order = sorted(layers, key=vgg.LAYER_ORDER.index)
     inputs = {layer: keras.Input((None, None, vgg.channels(layer)), name=layer)
@@ -73,27 +87,27 @@ def build_pseudo_optimizer(layers, width=1.0, name="pseudo_optimizer"):
     delta, deeper = None, None  # the running Δ features and the layer they come from
     for layer in reversed(order):
         channels = max(1, round(vgg.channels(layer) * width))
-        x = _conv(channels, f"{layer}_in1")(inputs[layer])
+        x = _conv(inputs[layer], channels, f"{layer}_in1", padding)
         x = _norm(channels, f"{layer}_in_norm")(x)
         x = _act(f"{layer}_in_act")(x)
-        x = _conv(channels, f"{layer}_in2")(x)
+        x = _conv(x, channels, f"{layer}_in2", padding)
         if delta is not None:
             factor = vgg.downsampling(deeper) // vgg.downsampling(layer)
             up = _act(f"{layer}_up_act")(delta)
             if factor > 1:
                 up = keras.layers.UpSampling2D(factor, name=f"{layer}_up")(up)
-            up = _conv(channels, f"{layer}_up_conv")(up)
+            up = _conv(up, channels, f"{layer}_up_conv", padding)
             x = keras.layers.Add(name=f"{layer}_merge")([x, up])
         x = _norm(channels, f"{layer}_norm")(x)
         for i in range(2):
-            x = _residual_block(x, channels, f"{layer}_res{i}")
+            x = _residual_block(x, channels, f"{layer}_res{i}", padding)
         delta, deeper = x, layer
     if vgg.downsampling(order[0]) != 1:
         factor = vgg.downsampling(order[0])
         delta = keras.layers.UpSampling2D(factor, name="to_image_up")(delta)
     delta = _act("out_act")(delta)
     # float32 output: the step is added to the float32 pre-sigmoid image.
-    delta = _conv(3, "out_conv", use_bias=True, dtype="float32")(delta)
+    delta = _conv(delta, 3, "out_conv", padding, use_bias=True, dtype="float32")
     return keras.Model(inputs, delta, name=name)
 
 
@@ -107,7 +121,7 @@ class ProgressiveOptimizer(keras.Model):
     """
 
     def __init__(self, encoder, stages=5, layers=texture.TEXTURE_LAYERS, width=1.0,
-                 grad_mode="local", **kwargs):
+                 grad_mode="local", padding="zeros", **kwargs):
         super().__init__(**kwargs)
         if grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
@@ -116,7 +130,7 @@ class ProgressiveOptimizer(keras.Model):
         self.encoder = encoder
         self.grad_mode = grad_mode
         self.width = width
-        self.stages = [build_pseudo_optimizer(s, width, name=f"stage{i}")
+        self.stages = [build_pseudo_optimizer(s, width, padding, name=f"stage{i}")
                        for i, s in enumerate(self.layer_sets)]
         # Encoders cut at the deepest layer each pass needs, sharing the VGG weights.
         needed = [self.layer_sets[0], self.all_layers] + [

@@ -64,6 +64,9 @@ flags.DEFINE_float("width", 0.25, "Channel multiplier of the stage networks (1.0
 flags.DEFINE_enum("grad_mode", "local", ("local", "total"), "Stage inputs: local = closed-form "
                   "per-layer gradient (exports without gradient ops); total = the authors' "
                   "total derivative by autodiff (double backprop).")
+flags.DEFINE_enum("po_padding", "zeros", ("zeros", "reflect"), "Padding of the stage "
+                  "networks' convolutions: zeros (the authors') or reflect (no border "
+                  "position signal; see tf_propo/po.py).")
 flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights source (normalized, imagenet, "
                     "file:PATH).")
 flags.DEFINE_integer("run_steps", None, "Stop after this many steps in this invocation (the "
@@ -76,11 +79,11 @@ flags.DEFINE_integer("summary_every", 10, "Scalar summaries every N steps.", low
 flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target) every N "
                      "steps.", lower_bound=1)
 
-TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size", "batch_size",
-                  "learning_rate", "lr_schedule", "decay_start", "adam_beta1", "adam_epsilon",
-                  "steps", "epochs", "steps_per_epoch", "precision", "seed", "distribution",
-                  "width", "grad_mode", "vgg_weights", "checkpoint_every", "keep_checkpoints",
-                  "summary_every", "image_every")
+TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
+                  "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
+                  "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
+                  "distribution", "width", "grad_mode", "po_padding", "vgg_weights",
+                  "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
 
 
 def total_steps():
@@ -90,7 +93,7 @@ def total_steps():
 def model_config():
     stages = FLAGS.stages or (5 if FLAGS.mode == "propo" else 1)
     return {"mode": FLAGS.mode, "stages": stages, "layers": list(FLAGS.layers),
-            "width": FLAGS.width, "grad_mode": FLAGS.grad_mode,
+            "width": FLAGS.width, "grad_mode": FLAGS.grad_mode, "padding": FLAGS.po_padding,
             "vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
             "resize": FLAGS.resize, "targets": FLAGS.targets, "holdout": FLAGS.holdout}
 
