@@ -74,9 +74,11 @@ def _residual_block(x, channels, name, padding):
 def build_pseudo_optimizer(layers, width=1.0, padding="zeros", name="pseudo_optimizer"):
     """The PseudoOptimizer network: {layer: gradient [B, H/s, W/s, C]} -> Δ [B, H, W, 3].
 
-    padding: "zeros" (the authors') or "reflect". Zero padding tells the network where the
-    border is, and trained networks were seen to use that: they park the target's dark or
-    saturated statistics in a fixed band along one border (tf-propo's first demo run).
+    padding: "zeros" (the authors') or "reflect" (no border-position signal from the stage
+    networks themselves). Trained networks were seen to park the target's dark statistics in
+    one saturated blob at a fixed place by a border; reflect padding did not stop that (the
+    blob moved to another border), so the border signal comes from elsewhere (VGG's zero
+    padding, or instance norm removing each sample's mean): an open problem.
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
