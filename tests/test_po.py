@@ -118,3 +118,15 @@ def test_reflect_padding_option(random_encoder):
     assert np.ptp(a) > 1e-3
     with pytest.raises(ValueError, match="padding"):
         po.build_pseudo_optimizer(("relu1_1",), padding="edge")
+
+
+def test_circular_padding_makes_the_stage_translation_equivariant():
+    net = po.build_pseudo_optimizer(("relu1_1", "pool1", "pool2"), width=0.05,
+                                    padding="circular", name="c")
+    rng = np.random.default_rng(3)
+    grads = {"relu1_1": rng.normal(size=(1, 32, 32, 64)).astype(np.float32),
+             "pool1": rng.normal(size=(1, 16, 16, 64)).astype(np.float32),
+             "pool2": rng.normal(size=(1, 8, 8, 128)).astype(np.float32)}
+    shifted = {k: np.roll(v, (2 * v.shape[1] // 8, 0), axis=(1, 2)) for k, v in grads.items()}
+    a, b = net(grads).numpy(), net(shifted).numpy()
+    np.testing.assert_allclose(np.roll(a, 8, axis=1), b, rtol=1e-3, atol=1e-4)

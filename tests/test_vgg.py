@@ -57,3 +57,17 @@ def test_dtype_policy_per_model():
     model = vgg.build_encoder(["relu1_1"], dtype="mixed_bfloat16")
     out = model(np.zeros((1, 16, 16, 3), np.float32))["relu1_1"]
     assert "bfloat16" in str(out.dtype)
+
+
+def test_circular_padding_is_translation_equivariant():
+    """On a torus, shifting the image by 16 px shifts every tap by 16 / stride exactly."""
+    w = vgg_shaped_random_weights()
+    taps = ("relu1_1", "pool1", "pool2", "relu3_1")
+    model = weights.apply_weights(vgg.build_encoder(taps, padding="circular"), w)
+    image = np.random.default_rng(1).random((1, 32, 48, 3)).astype(np.float32)
+    shifted = np.roll(image, (16, -16), axis=(1, 2))
+    a, b = model(image), model(shifted)
+    for tap in taps:
+        s = 16 // vgg.downsampling(tap)
+        np.testing.assert_allclose(np.roll(a[tap].numpy(), (s, -s), axis=(1, 2)),
+                                   b[tap].numpy(), rtol=1e-4, atol=1e-4)

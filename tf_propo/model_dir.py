@@ -23,7 +23,7 @@ MODES = ("po", "adapo", "propo")
 # Keys that fix the model's shape: a resumed run must agree with them.
 MODEL_KEYS = ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights")
 # Later additions, with the value a config written before them means.
-DEFAULTS = {"padding": "zeros"}
+DEFAULTS = {"padding": "zeros", "vgg_padding": "zeros"}
 
 
 def _atomic_write_text(path, text):
@@ -71,7 +71,8 @@ def check_compatible(saved, wanted, model_dir):
 def build_model(config):
     """A ProgressiveOptimizer as `config` describes, with the pretrained VGG encoder."""
     layers = tuple(config["layers"])
-    encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"])
+    encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
+                                         padding=config.get("vgg_padding", "zeros"))
     return po.ProgressiveOptimizer(encoder, stages=config["stages"], layers=layers,
                                    width=config["width"], grad_mode=config["grad_mode"],
                                    padding=config.get("padding", DEFAULTS["padding"]))

@@ -40,13 +40,13 @@ def stage_layers(stages, layers=texture.TEXTURE_LAYERS):
     return tuple(layers[:min(s + 1, len(layers))] for s in range(stages))
 
 
-PADDINGS = ("zeros", "reflect")
+PADDINGS = vgg.PADDINGS
 
 
 def _conv(x, channels, name, padding, use_bias=False, dtype=None):
-    """3×3 convolution, zero ('same') or reflection padded."""
-    if padding == "reflect":
-        x = vgg.ReflectionPad(name=f"{name}_pad")(x)
+    """3×3 convolution, padded with zeros ('same'), by reflection or circularly."""
+    if padding != "zeros":
+        x = vgg.BorderPad(padding, name=f"{name}_pad")(x)
     return keras.layers.Conv2D(channels, 3, padding="same" if padding == "zeros" else "valid",
                                use_bias=use_bias, kernel_initializer="he_normal", name=name,
                                dtype=dtype)(x)
@@ -74,11 +74,11 @@ def _residual_block(x, channels, name, padding):
 def build_pseudo_optimizer(layers, width=1.0, padding="zeros", name="pseudo_optimizer"):
     """The PseudoOptimizer network: {layer: gradient [B, H/s, W/s, C]} -> Δ [B, H, W, 3].
 
-    padding: "zeros" (the authors') or "reflect" (no border-position signal from the stage
-    networks themselves). Trained networks were seen to park the target's dark statistics in
-    one saturated blob at a fixed place by a border; reflect padding did not stop that (the
-    blob moved to another border), so the border signal comes from elsewhere (VGG's zero
-    padding, or instance norm removing each sample's mean): an open problem.
+    padding: "zeros" (the authors'), "reflect" or "circular". Networks trained here with zero
+    or reflect padding (in the stage networks and in VGG alike) learnt to park the target's
+    dark statistics in one saturated band at a fixed place along a border, the same in every
+    sample: a border is a position signal they exploit. With circular padding in both there is
+    no border; the same 100-step experiment gave dark blobs at noise-dependent places instead.
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")

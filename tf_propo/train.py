@@ -64,9 +64,13 @@ flags.DEFINE_float("width", 0.25, "Channel multiplier of the stage networks (1.0
 flags.DEFINE_enum("grad_mode", "local", ("local", "total"), "Stage inputs: local = closed-form "
                   "per-layer gradient (exports without gradient ops); total = the authors' "
                   "total derivative by autodiff (double backprop).")
-flags.DEFINE_enum("po_padding", "zeros", ("zeros", "reflect"), "Padding of the stage "
-                  "networks' convolutions: zeros (the authors') or reflect (no border "
-                  "position signal; see tf_propo/po.py).")
+flags.DEFINE_enum("po_padding", "zeros", ("zeros", "reflect", "circular"), "Padding of the "
+                  "stage networks' convolutions: zeros (the authors'), reflect or circular "
+                  "(with --vgg_padding=circular: no border to exploit, tileable output; see "
+                  "tf_propo/po.py).")
+flags.DEFINE_enum("vgg_padding", "zeros", ("zeros", "reflect", "circular"), "Padding of the "
+                  "VGG encoder inside the model and its training loss: zeros (the authors') "
+                  "or circular (see --po_padding). Reported metrics always use zeros.")
 flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights source (normalized, imagenet, "
                     "file:PATH).")
 flags.DEFINE_integer("run_steps", None, "Stop after this many steps in this invocation (the "
@@ -82,7 +86,7 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
                   "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
                   "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
-                  "distribution", "width", "grad_mode", "po_padding", "vgg_weights",
+                  "distribution", "width", "grad_mode", "po_padding", "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
 
 
@@ -94,6 +98,7 @@ def model_config():
     stages = FLAGS.stages or (5 if FLAGS.mode == "propo" else 1)
     return {"mode": FLAGS.mode, "stages": stages, "layers": list(FLAGS.layers),
             "width": FLAGS.width, "grad_mode": FLAGS.grad_mode, "padding": FLAGS.po_padding,
+            "vgg_padding": FLAGS.vgg_padding,
             "vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
             "resize": FLAGS.resize, "targets": FLAGS.targets, "holdout": FLAGS.holdout}
 

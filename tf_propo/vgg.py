@@ -30,7 +30,7 @@ CONV_NAMES = tuple(CONV_SHAPES)
 LAYER_ORDER = tuple(LAYER_ORDER)
 
 POOLINGS = ("avg", "max")
-PADDINGS = ("zeros", "reflect")
+PADDINGS = ("zeros", "reflect", "circular")
 
 
 def channels(layer):
@@ -60,18 +60,33 @@ def deepest(layers):
     return max(layers, key=LAYER_ORDER.index)
 
 
-class ReflectionPad(keras.layers.Layer):
-    """Pads height and width by one pixel, mirroring (the AdaIN / WCT decoders' padding)."""
+class BorderPad(keras.layers.Layer):
+    """Pads height and width by one pixel: "reflect" mirrors (the AdaIN / WCT decoders'
+    padding); "circular" wraps around, which makes every layer exactly translation-equivariant
+    on a torus: no border for a network to find, and tileable textures."""
+
+    def __init__(self, mode, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("reflect", "circular"):
+            raise ValueError(f"BorderPad mode must be reflect or circular, got {mode!r}")
+        self.mode = mode
 
     def call(self, x):
-        return keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        if self.mode == "reflect":
+            return keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        x = keras.ops.concatenate([x[:, -1:], x, x[:, :1]], axis=1)
+        return keras.ops.concatenate([x[:, :, -1:], x, x[:, :, :1]], axis=2)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
 
 
 def build_encoder(taps, pooling="avg", padding="zeros", dtype=None, name="vgg19"):
     """VGG19 up to the deepest of `taps`, returning {tap: tensor}. Untrained: see weights.py.
 
     pooling: "avg" (Gatys and the authors' texture loss) or "max" (the classifier's).
-    padding: "zeros" ('SAME', as Gatys' Caffe model and the authors' loss) or "reflect".
+    padding: "zeros" ('SAME', as Gatys' Caffe model and the authors' loss), "reflect" or
+        "circular" (BorderPad).
     dtype: a Keras dtype policy name ("float32", "mixed_bfloat16", ...) or None for the global
         policy; evaluation builds a float32 twin whatever the training policy.
     """
@@ -89,8 +104,8 @@ def build_encoder(taps, pooling="avg", padding="zeros", dtype=None, name="vgg19"
     outputs = {}
     for layer in LAYER_ORDER[1:last + 1]:
         if layer.startswith("conv"):
-            if padding == "reflect":
-                x = ReflectionPad(name=f"pad{layer[4:]}", dtype=dtype)(x)
+            if padding != "zeros":
+                x = BorderPad(padding, name=f"pad{layer[4:]}", dtype=dtype)(x)
             x = keras.layers.Conv2D(CONV_SHAPES[layer][1], 3,
                                     padding="same" if padding == "zeros" else "valid",
                                     name=layer, dtype=dtype)(x)
