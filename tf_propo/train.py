@@ -198,13 +198,16 @@ def main(argv):
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     layers = model.all_layers
 
-    def forward(batch, training):
-        target_grams = texture.gram_matrices(model.features(batch["target"], layers), layers)
-        return model({"pre": batch["pre"], "target_grams": target_grams}, training=training)
+    def target_grams(batch):
+        return texture.gram_matrices(model.features(batch["target"], layers), layers)
+
+    def forward(batch, grams, training):
+        return model({"pre": batch["pre"], "target_grams": grams}, training=training)
 
     def replica_step(batch):
+        grams = target_grams(batch)  # outside the tape: no variable depends on it
         with tf.GradientTape() as tape:
-            out = forward(batch, training=True)
+            out = forward(batch, grams, training=True)
             stage_losses = [tf.reduce_mean(loss) for loss in out["losses"]]
             loss = tf.add_n(stage_losses) / replicas
             scaled = optimizer.scale_loss(loss)
@@ -223,7 +226,7 @@ def main(argv):
     def preview(batch):
         local = strategy.experimental_local_results(batch)[0]
         first = {k: v[:1] for k, v in local.items()}
-        out = forward(first, training=False)
+        out = forward(first, target_grams(first), training=False)
         return tf.concat(out["images"] + [first["target"]], axis=2)
 
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.model_dir, "train"))
