@@ -14,7 +14,6 @@ seen.
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from tf_propo import image_io
@@ -122,7 +121,3 @@ def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
     dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-
-def as_numpy_batch(dataset):
-    """The first batch as numpy arrays (tests and previews)."""
-    return {k: np.asarray(v) for k, v in next(iter(dataset)).items()}

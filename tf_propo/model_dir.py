@@ -19,7 +19,6 @@ from tf_propo.files import atomic_write
 
 CONFIG = "config.json"
 FLAGS_FILE = "flags.txt"
-MODES = ("po", "adapo", "propo")
 # Keys that fix the model's shape: a resumed run must agree with them.
 MODEL_KEYS = ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights")
 # Later additions, with the value a config written before them means.
@@ -70,12 +69,13 @@ def check_compatible(saved, wanted, model_dir):
 
 def build_model(config):
     """A ProgressiveOptimizer as `config` describes, with the pretrained VGG encoder."""
+    config = {**DEFAULTS, **config}
     layers = tuple(config["layers"])
     encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
-                                         padding=config.get("vgg_padding", "zeros"))
+                                         padding=config["vgg_padding"])
     return po.ProgressiveOptimizer(encoder, stages=config["stages"], layers=layers,
                                    width=config["width"], grad_mode=config["grad_mode"],
-                                   padding=config.get("padding", DEFAULTS["padding"]))
+                                   padding=config["padding"])
 
 
 def checkpoint(model, **extra):

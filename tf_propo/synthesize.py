@@ -60,7 +60,7 @@ def _target_path():
     return str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)
 
 
-def _gatys(target_grams, evaluation, noise, policy):
+def _gatys(evaluation, noise, policy):
     from tf_propo import gatys, texture, weights
     from tf_propo.progress import Progress
 
@@ -70,7 +70,7 @@ def _gatys(target_grams, evaluation, noise, policy):
         encoder = weights.pretrained_encoder(texture.TEXTURE_LAYERS, source=FLAGS.vgg_weights)
     progress = Progress(FLAGS.steps * FLAGS.samples, f"gatys {FLAGS.size}px")
     start = time.perf_counter()
-    images = gatys.synthesize(encoder, target_grams, noise, FLAGS.steps,
+    images = gatys.synthesize(encoder, evaluation.target_grams, noise, FLAGS.steps,
                               optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
                               on_step=lambda loss, _: progress.update(loss=loss))
     seconds = time.perf_counter() - start
@@ -141,7 +141,7 @@ def main(argv):
     evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
     noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
     if FLAGS.method == "gatys":
-        images, seconds, extra = _gatys(evaluation.target_grams, evaluation, noise, policy)
+        images, seconds, extra = _gatys(evaluation, noise, policy)
     else:
         images, seconds, extra = _pseudo_optimizer(target, evaluation)
 
