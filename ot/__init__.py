@@ -5,6 +5,9 @@ Installed as `tf_propo.ot` (a top-level package named `ot` would shadow POT).
     linalg   covariance matching: cholesky / eigh (ZCA) / pca whitening and colouring
     sliced   random rotations, 1-D matching by sorting or binned CDF, sliced Wasserstein
 
-Not written yet (see the OT issue): the per-layer decoders and the coarse-to-fine synthesis
+    decoders per-layer decoders (features -> image), trained by python -m tf_propo.train
+             --flagfile=configs/decoders.flags
+
+Not written yet (see the OT issue): the coarse-to-fine synthesis
 pipeline behind `python -m tf_propo.synthesize --method=ot`.
 """

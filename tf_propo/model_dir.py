@@ -19,10 +19,18 @@ from tf_propo.files import atomic_write
 
 CONFIG = "config.json"
 FLAGS_FILE = "flags.txt"
+PSEUDO_OPTIMIZER_MODES = ("po", "adapo", "propo")
+MODES = PSEUDO_OPTIMIZER_MODES + ("decoders",)
 # Keys that fix the model's shape: a resumed run must agree with them.
-MODEL_KEYS = ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights")
+MODEL_KEYS = {"po": ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights"),
+              "decoders": ("mode", "layers", "width", "convs", "vgg_weights")}
 # Later additions, with the value a config written before them means.
-DEFAULTS = {"padding": "zeros", "vgg_padding": "zeros"}
+DEFAULTS = {"po": {"padding": "zeros", "vgg_padding": "zeros"}, "decoders": {}}
+
+
+def _kind(mode):
+    """"po" for the pseudo optimizers (one model class), "decoders" for the OT decoders."""
+    return "decoders" if mode == "decoders" else "po"
 
 
 def _atomic_write_text(path, text):
@@ -45,10 +53,13 @@ def load_config(model_dir):
     try:
         with open(path) as f:
             config = json.load(f)
-        missing = [k for k in MODEL_KEYS if k not in config]
+        if config.get("mode") not in MODES:
+            raise ValueError(f"unknown mode {config.get('mode')!r}")
+        kind = _kind(config["mode"])
+        missing = [k for k in MODEL_KEYS[kind] if k not in config]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
-        config = {**DEFAULTS, **config}
+        config = {**DEFAULTS[kind], **config}
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: corrupt model configuration ({e})") from None
     return config
@@ -56,8 +67,10 @@ def load_config(model_dir):
 
 def check_compatible(saved, wanted, model_dir):
     """A resumed run must train the same model."""
-    for key in MODEL_KEYS + tuple(DEFAULTS):
-        a, b = saved.get(key, DEFAULTS.get(key)), wanted.get(key, DEFAULTS.get(key))
+    kind = _kind(wanted["mode"])
+    defaults = DEFAULTS[kind]
+    for key in MODEL_KEYS[kind] + tuple(defaults):
+        a, b = saved.get(key, defaults.get(key)), wanted.get(key, defaults.get(key))
         if isinstance(a, list):
             a = tuple(a)
         if isinstance(b, list):
@@ -68,9 +81,18 @@ def check_compatible(saved, wanted, model_dir):
 
 
 def build_model(config):
-    """A ProgressiveOptimizer as `config` describes, with the pretrained VGG encoder."""
-    config = {**DEFAULTS, **config}
+    """The model `config` describes, with the pretrained VGG encoder: a ProgressiveOptimizer
+    (po/adapo/propo) or an OT DecoderFamily (decoders)."""
+    config = {**DEFAULTS[_kind(config["mode"])], **config}
     layers = tuple(config["layers"])
+    if config["mode"] == "decoders":
+        from tf_propo.ot import decoders
+
+        encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
+                                             pooling=decoders.ENCODER_POOLING)
+        return decoders.DecoderFamily(encoder, layers, width=config["width"],
+                                      convs=config["convs"],
+                                      feature_weight=config.get("feature_weight", 1.0))
     encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
                                          padding=config["vgg_padding"])
     return po.ProgressiveOptimizer(encoder, stages=config["stages"], layers=layers,
@@ -79,9 +101,10 @@ def build_model(config):
 
 
 def checkpoint(model, **extra):
-    """The trackable state of a model: its stage networks (plus optimizer/step in training)."""
-    return tf.train.Checkpoint(stages={f"stage{i}": s for i, s in enumerate(model.stages)},
-                               **extra)
+    """The trackable state of a model: its trained networks (plus optimizer/step in
+    training), under "stages" for pseudo optimizers and "decoders" for the OT decoders."""
+    group = "stages" if isinstance(model, po.ProgressiveOptimizer) else "decoders"
+    return tf.train.Checkpoint(**{group: model.networks}, **extra)
 
 
 def restore(model_dir, model):

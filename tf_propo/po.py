@@ -141,6 +141,11 @@ class ProgressiveOptimizer(keras.Model):
             encoder.input, {l: encoder.get_layer(l).output for l in layers})
             for layers in needed}
 
+    @property
+    def networks(self):
+        """The trainable networks by checkpoint name."""
+        return {f"stage{i}": stage for i, stage in enumerate(self.stages)}
+
     def _pass_layers(self, s):
         """Layers of the VGG pass after stage s: its own loss and stage s+1's inputs."""
         following = self.layer_sets[min(s + 1, len(self.layer_sets) - 1)]

@@ -1,8 +1,10 @@
-"""Train a pseudo optimizer: python -m tf_propo.train --flagfile=configs/smoke.flags
+"""Train a model: python -m tf_propo.train --flagfile=configs/smoke.flags
 
 Modes: po (one target texture), adapo (one stage, many targets: works on unseen targets),
-propo (K progressive stages; many targets by default). The training loss is the sum over
-stages of the texture loss of each stage's output on that stage's own layers (PAPER.md).
+propo (K progressive stages; many targets by default): the loss is the sum over stages of the
+texture loss of each stage's output on that stage's own layers (PAPER.md). decoders: the
+optimal-transport pipeline's per-layer decoders (tf_propo.ot.decoders), trained to reconstruct
+images from their VGG features (--flagfile=configs/decoders.flags).
 
 The run lives in --model_dir (see tf_propo.model_dir): config.json, flags.txt, checkpoints
 every --checkpoint_every steps (kept: --keep_checkpoints), TensorBoard summaries in train/.
@@ -24,12 +26,14 @@ from tf_propo.errors import UsageError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Directory of the run: checkpoints, config, summaries. "
                     "An existing run there is resumed.")
-flags.DEFINE_enum("mode", "propo", ("po", "adapo", "propo"), "po: one target; adapo: one stage "
-                  "over many targets; propo: progressive stages.")
+flags.DEFINE_enum("mode", "propo", ("po", "adapo", "propo", "decoders"), "po: one target; "
+                  "adapo: one stage over many targets; propo: progressive stages; decoders: "
+                  "the OT pipeline's per-layer decoders.")
 flags.DEFINE_integer("stages", None, "Number of stages (default: 5 for propo, 1 otherwise).",
                      lower_bound=1)
-flags.DEFINE_list("layers", ["relu1_1", "pool1", "pool2", "pool3", "pool4"], "Texture-loss "
-                  "layers, shallow to deep (the authors' conv1_1-after-ReLU, pool1..pool4).")
+flags.DEFINE_list("layers", None, "Texture-loss layers, shallow to deep (default: the authors' "
+                  "conv1_1-after-ReLU, pool1..pool4 = relu1_1,pool1,pool2,pool3,pool4); "
+                  "decoders: the layers to decode (default relu1_1,relu2_1,...,relu5_1).")
 flags.DEFINE_string("targets", None, "Training textures: an image file, a folder of images, or "
                     "tfds:NAME (e.g. tfds:dtd).")
 flags.DEFINE_integer("holdout", 0, "With a folder of targets: leave every N-th image (sorted "
@@ -59,8 +63,13 @@ flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and noise.")
 flags.DEFINE_enum("distribution", "default", ("default", "mirrored", "multi_worker"),
                   "tf.distribute strategy: default (one device), mirrored (all GPUs of this "
                   "host), multi_worker (hosts from TF_CONFIG).")
-flags.DEFINE_float("width", 0.25, "Channel multiplier of the stage networks (1.0 = the "
-                   "authors' 28.0M-parameter ProPO).", lower_bound=0.01)
+flags.DEFINE_float("width", None, "Channel multiplier of the trained networks: the stage "
+                   "networks (default 0.25; 1.0 = the authors' 28.0M-parameter ProPO) or the "
+                   "decoders (default 0.5 of VGG's widths).", lower_bound=0.01)
+flags.DEFINE_integer("convs", 2, "decoders: 3x3 convolutions per decoder block.",
+                     lower_bound=1)
+flags.DEFINE_float("feature_weight", 1.0, "decoders: weight of the feature reconstruction "
+                   "loss beside the pixel loss.", lower_bound=0.0)
 flags.DEFINE_enum("grad_mode", "local", ("local", "total"), "Stage inputs: local = closed-form "
                   "per-layer gradient (exports without gradient ops); total = the authors' "
                   "total derivative by autodiff (double backprop).")
@@ -86,7 +95,8 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
                   "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
                   "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
-                  "distribution", "width", "grad_mode", "po_padding", "vgg_padding", "vgg_weights",
+                  "distribution", "width", "convs", "feature_weight", "grad_mode", "po_padding",
+                  "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
 
 
@@ -95,12 +105,21 @@ def total_steps():
 
 
 def model_config():
-    stages = FLAGS.stages or (5 if FLAGS.mode == "propo" else 1)
-    return {"mode": FLAGS.mode, "stages": stages, "layers": list(FLAGS.layers),
-            "width": FLAGS.width, "grad_mode": FLAGS.grad_mode, "padding": FLAGS.po_padding,
-            "vgg_padding": FLAGS.vgg_padding,
-            "vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
+    data = {"vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
             "resize": FLAGS.resize, "targets": FLAGS.targets, "holdout": FLAGS.holdout}
+    if FLAGS.mode == "decoders":
+        from tf_propo.ot import decoders
+
+        return {"mode": "decoders", "layers": list(FLAGS.layers or decoders.DECODER_LAYERS),
+                "width": FLAGS.width or 0.5, "convs": FLAGS.convs,
+                "feature_weight": FLAGS.feature_weight, **data}
+    stages = FLAGS.stages or (5 if FLAGS.mode == "propo" else 1)
+    from tf_propo import texture
+
+    return {"mode": FLAGS.mode, "stages": stages,
+            "layers": list(FLAGS.layers or texture.TEXTURE_LAYERS), "width": FLAGS.width or 0.25,
+            "grad_mode": FLAGS.grad_mode, "padding": FLAGS.po_padding,
+            "vgg_padding": FLAGS.vgg_padding, **data}
 
 
 def flags_text():
@@ -141,7 +160,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from tf_propo import data, model_dir, precision, texture, vgg
+    from tf_propo import data, model_dir, precision, vgg
     from tf_propo.progress import Progress
 
     if not FLAGS.model_dir:
@@ -156,6 +175,10 @@ def main(argv):
     for layer in config["layers"]:
         try:
             vgg.check_layer(layer)
+            if config["mode"] == "decoders":
+                from tf_propo.ot import decoders
+
+                decoders.block_of(layer)
         except ValueError as e:
             raise UsageError(f"--layers: {e}") from None
 
@@ -174,7 +197,7 @@ def main(argv):
                                           beta_1=FLAGS.adam_beta1, epsilon=FLAGS.adam_epsilon)
         if policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        variables = [v for stage in model.stages for v in stage.trainable_variables]
+        variables = [v for net in model.networks.values() for v in net.trainable_variables]
         optimizer.build(variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = model_dir.checkpoint(model, optimizer=optimizer, step=step)
@@ -196,38 +219,27 @@ def main(argv):
     # Written only once the data is known good, so a bad run leaves no model_dir behind.
     model_dir.save_config(FLAGS.model_dir, config, flags_text())
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    layers = model.all_layers
-
-    def target_grams(batch):
-        return texture.gram_matrices(model.features(batch["target"], layers), layers)
-
-    def forward(batch, grams, training):
-        return model({"pre": batch["pre"], "target_grams": grams}, training=training)
+    objective = (DecoderObjective if config["mode"] == "decoders"
+                 else PseudoOptimizerObjective)(model)
 
     def replica_step(batch):
-        grams = target_grams(batch)  # outside the tape: no variable depends on it
+        prepared = objective.prepare(batch)  # outside the tape: no variable depends on it
         with tf.GradientTape() as tape:
-            out = forward(batch, grams, training=True)
-            stage_losses = [tf.reduce_mean(loss) for loss in out["losses"]]
-            loss = tf.add_n(stage_losses) / replicas
-            scaled = optimizer.scale_loss(loss)
+            loss, scalars = objective.loss(batch, prepared)
+            scaled = optimizer.scale_loss(loss / replicas)
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
-        layer_losses = {f"stage{s}/{k}": tf.reduce_mean(v)
-                        for s, per in enumerate(out["layer_losses"]) for k, v in per.items()}
-        return stage_losses, layer_losses
+        return scalars
 
     @tf.function
     def train_step(batch):
-        stage_losses, layer_losses = strategy.run(replica_step, args=(batch,))
-        mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)  # noqa
-        return [mean(x) for x in stage_losses], {k: mean(v) for k, v in layer_losses.items()}
+        scalars = strategy.run(replica_step, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in scalars.items()}
 
     def preview(batch):
         local = strategy.experimental_local_results(batch)[0]
-        first = {k: v[:1] for k, v in local.items()}
-        out = forward(first, target_grams(first), training=False)
-        return tf.concat(out["images"] + [first["target"]], axis=2)
+        return objective.preview({k: v[:1] for k, v in local.items()})
 
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.model_dir, "train"))
     if start_step >= steps:
@@ -239,45 +251,118 @@ def main(argv):
     stop = min(steps, start_step + FLAGS.run_steps) if FLAGS.run_steps else steps
     progress = Progress(stop - start_step, f"train {config['mode']} {policy}")
     window_start, window_images = time.perf_counter(), 0
-    stage_losses = []
+    scalars = {}
     steady_start = None  # after the first step, which traces the graph
     while int(step.numpy()) < stop:
         batch = next(iterator)
-        stage_losses, layer_losses = train_step(batch)
+        scalars = {k: float(v) for k, v in train_step(batch).items()}
         step.assign_add(1)
         current = int(step.numpy())
         window_images += FLAGS.batch_size
-        total = float(sum(stage_losses))
         if steady_start is None:
             steady_start, steady_steps = time.perf_counter(), 0
         else:
             steady_steps += 1
-        progress.update(loss=total)
+        progress.update(loss=scalars["loss/total"])
         if current % FLAGS.summary_every == 0 or current == steps:
             elapsed = time.perf_counter() - window_start
             with writer.as_default(step=current):
-                tf.summary.scalar("loss/total", total)
-                for s, value in enumerate(stage_losses):
-                    tf.summary.scalar(f"loss/stage{s}", value)
-                for name, value in layer_losses.items():
-                    tf.summary.scalar(f"layer_loss/{name}", value)
+                for name, value in scalars.items():
+                    tf.summary.scalar(name, value)
                 tf.summary.scalar("learning_rate",
                                   float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
                 tf.summary.scalar("images_per_second", window_images / max(elapsed, 1e-9))
             window_start, window_images = time.perf_counter(), 0
         if current % FLAGS.image_every == 0 or current == steps:
             with writer.as_default(step=current):
-                tf.summary.image("noise_stages_target", preview(batch), max_outputs=1)
+                tf.summary.image(objective.PREVIEW, preview(batch), max_outputs=1)
         if current % FLAGS.checkpoint_every == 0 or current == stop:
             manager.save(checkpoint_number=current)
     writer.flush()
     seconds = time.perf_counter() - steady_start
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": int(step.numpy()),
-                      "stage_losses": [float(v) for v in stage_losses],
+                      **objective.summary(scalars),
                       "steady_seconds": round(seconds, 2),
                       "images_per_second": round(steady_steps * FLAGS.batch_size
                                                  / max(seconds, 1e-9), 3),
                       "precision": policy}))
+
+
+class PseudoOptimizerObjective:
+    """po / adapo / propo: the sum over stages of each stage's texture loss."""
+
+    PREVIEW = "noise_stages_target"
+
+    def __init__(self, model):
+        self.model = model
+
+    def prepare(self, batch):
+        from tf_propo import texture
+
+        layers = self.model.all_layers
+        return texture.gram_matrices(self.model.features(batch["target"], layers), layers)
+
+    def _forward(self, batch, grams, training):
+        return self.model({"pre": batch["pre"], "target_grams": grams}, training=training)
+
+    def loss(self, batch, grams):
+        import tensorflow as tf
+
+        out = self._forward(batch, grams, training=True)
+        stage_losses = [tf.reduce_mean(loss) for loss in out["losses"]]
+        total = tf.add_n(stage_losses)
+        scalars = {"loss/total": total}
+        scalars.update({f"loss/stage{s}": v for s, v in enumerate(stage_losses)})
+        scalars.update({f"layer_loss/stage{s}/{k}": tf.reduce_mean(v)
+                        for s, per in enumerate(out["layer_losses"]) for k, v in per.items()})
+        return total, scalars
+
+    def preview(self, batch):
+        """noise x[0] | x[1] .. x[K] | target, one row."""
+        import tensorflow as tf
+
+        out = self._forward(batch, self.prepare(batch), training=False)
+        return tf.concat(out["images"] + [batch["target"]], axis=2)
+
+    def summary(self, scalars):
+        stages = len(self.model.stages)
+        return {"stage_losses": [scalars.get(f"loss/stage{s}") for s in range(stages)]}
+
+
+class DecoderObjective:
+    """decoders: pixel + feature reconstruction, summed over the layers' decoders."""
+
+    PREVIEW = "image_decoded_per_layer"
+
+    def __init__(self, model):
+        self.model = model
+
+    def prepare(self, batch):
+        return None
+
+    def loss(self, batch, prepared):
+        import tensorflow as tf
+
+        out = self.model(batch["target"], training=True)
+        scalars = {}
+        for layer, (pixel, feature) in out["losses"].items():
+            scalars[f"pixel_loss/{layer}"] = tf.reduce_mean(pixel)
+            scalars[f"feature_loss/{layer}"] = tf.reduce_mean(feature)
+        total = tf.add_n(list(scalars.values()))
+        scalars["loss/total"] = total
+        return total, scalars
+
+    def preview(self, batch):
+        """image | its reconstruction from each layer, shallow to deep."""
+        import tensorflow as tf
+
+        out = self.model(batch["target"], training=False)
+        decoded = [tf.clip_by_value(out["decoded"][l], 0.0, 1.0)
+                   for l in self.model.layers_decoded]
+        return tf.concat([batch["target"]] + decoded, axis=2)
+
+    def summary(self, scalars):
+        return {"losses": {k: v for k, v in scalars.items() if k != "loss/total"}}
 
 
 if __name__ == "__main__":
