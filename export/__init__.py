@@ -1,4 +1,10 @@
-"""Export of trained models to SavedModel (TF Serving) and TFLite/LiteRT.
+"""Export of trained pseudo optimizers for serving and on-device inference.
 
-Installed as `tf_propo.export`. Not written yet: see the project's export issue.
+Installed as `tf_propo.export`.
+
+    pipeline     the whole synthesis as one Keras model: target -> Gram statistics -> texture
+    saved_model  SavedModel for TF Serving (serving_default, statistics, from_statistics)
+    tflite       static-shape .tflite for LiteRT: none / fp16 / int8 / dynamic quantization
+    run          the LiteRT runner: python -m tf_propo.export.run --model=m.tflite ...
+    __main__     the command: python -m tf_propo.export --model_dir=DIR --format=... --out=...
 """

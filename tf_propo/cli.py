@@ -59,14 +59,16 @@ def _parse_flags(argv):
         fail(str(e).splitlines()[0])
 
 
-def run(main):
-    """absl's app.run, with bad flags and UsageError reported as one line and exit code 2."""
+def run(main, tensorflow=True):
+    """absl's app.run, with bad flags and UsageError reported as one line and exit code 2.
+    tensorflow=False: an app that never imports TensorFlow (the LiteRT runner)."""
 
     def guarded_main(argv):
         if len(argv) > 1:
             fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
         logging.set_verbosity(logging.WARNING)
-        import_tensorflow_quietly()
+        if tensorflow:
+            import_tensorflow_quietly()
         try:
             return main(argv)
         except UsageError as e:

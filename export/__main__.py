@@ -1,0 +1,185 @@
+"""Export a trained model: python -m tf_propo.export --model_dir=DIR --format=saved_model --out=D
+
+  --format=saved_model  a SavedModel directory for TF Serving (signatures: see
+                        tf_propo/export/saved_model.py)
+  --format=tflite       a .tflite file for LiteRT, static --size / --target_size, with
+                        --quantize={none,fp16,int8,dynamic} (see tf_propo/export/tflite.py)
+
+Before it reports success the export is checked: the written model is loaded and run on a
+bundled sample target, and its output compared with the Keras pipeline's ("parity" in the
+JSON: relative L2 error of the image, and the texture-loss ratio). The last line of stdout is
+one JSON object: format, out, bytes, seconds, parity, ... . Bad input: one line on stderr,
+exit code 2, nothing written.
+"""
+
+import importlib.resources
+import json
+import os
+import time
+
+from tf_propo import cli
+
+from absl import flags
+
+from tf_propo.errors import UsageError
+
+FORMATS = ("saved_model", "tflite")
+QUANTIZATIONS = ("none", "fp16", "int8", "dynamic")  # tflite.QUANTIZATIONS, without importing TF
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
+                    "(python -m tf_propo.train).")
+flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving) or tflite "
+                  "(LiteRT).")
+flags.DEFINE_string("out", None, "Output: a new directory for saved_model, a .tflite file for "
+                    "tflite.")
+flags.DEFINE_integer("size", 256, "tflite: output texture size in px (static; a multiple of "
+                     "16).", lower_bound=16)
+flags.DEFINE_integer("target_size", 256, "Target size in px: the short edge the SavedModel "
+                     "resizes targets to, and the tflite model's static target input "
+                     "(target_size x target_size).", lower_bound=16)
+flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "tflite: none (float32), fp16 (float16 "
+                  "weights), int8 (full-integer, calibrated on --representative), dynamic "
+                  "(int8 weights only, no calibration).")
+flags.DEFINE_string("representative", None, "int8: calibration images (a file or folder); "
+                    "default: the bundled samples.")
+flags.DEFINE_integer("calibration_samples", 16, "int8: number of random target crops used "
+                     "for calibration.", lower_bound=1)
+flags.DEFINE_bool("verify", True, "Load the written model, run it on a bundled sample and "
+                  "report its parity with Keras.")
+
+
+def _samples_dir():
+    return str(importlib.resources.files("tf_propo") / "samples")
+
+
+def _calibration_targets(spec, count, size, seed=0):
+    """`count` random size x size crops of the images at `spec` (short edge resized to
+    size·1.25 first, so crops differ)."""
+    import numpy as np
+
+    from tf_propo import data, image_io
+
+    paths = data.list_images(spec) if os.path.isdir(spec) else [spec]
+    if not paths:
+        raise UsageError(f"--representative={spec}: no images there")
+    rng = np.random.default_rng(seed)
+    images = [image_io.resize_short_edge(image_io.read_image(p), round(size * 1.25))
+              for p in paths]
+    crops = []
+    for i in range(count):
+        image = images[i % len(images)]
+        top = rng.integers(0, image.shape[0] - size + 1)
+        left = rng.integers(0, image.shape[1] - size + 1)
+        crops.append(image[top:top + size, left:left + size])
+    return crops
+
+
+def _check_flags():
+    if not FLAGS.model_dir:
+        raise UsageError("--model_dir is required")
+    if not FLAGS.out:
+        raise UsageError("--out is required")
+    if FLAGS.format == "saved_model":
+        if os.path.exists(FLAGS.out):
+            raise UsageError(f"--out={FLAGS.out} already exists; a SavedModel goes into a new "
+                             "directory")
+    else:
+        if not FLAGS.out.endswith(".tflite"):
+            raise UsageError(f"--out={FLAGS.out}: a tflite export is a .tflite file")
+        if os.path.isdir(FLAGS.out):
+            raise UsageError(f"--out={FLAGS.out} is a directory")
+        if FLAGS.size % 16:
+            raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
+    if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
+        raise UsageError("--quantize applies to --format=tflite only")
+    if FLAGS.representative and not os.path.exists(FLAGS.representative):
+        raise UsageError(f"--representative={FLAGS.representative}: no such file or folder")
+
+
+def _verify_saved_model(path, pipeline, target):
+    """Serving signature vs the Keras pipeline on the same target and seed."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_propo.export import pipeline as pipelines
+
+    size = 64
+    loaded = tf.saved_model.load(path)
+    image = np.round(target * 255).astype(np.uint8)
+    served = loaded.signatures["serving_default"](
+        image=tf.constant(image), seed=tf.constant(0, tf.int64), size=tf.constant(size))
+    served = served["texture"].numpy().astype(np.float32) / 255.0
+    keras_image = pipeline({"target": tf.constant(image, tf.float32)[None] / 255.0,
+                            "noise": pipelines.noise_from_seed(0, size)})[0].numpy()
+    return _parity(served, keras_image, pipeline, target)
+
+
+def _verify_tflite(content, pipeline, target):
+    import numpy as np
+
+    from tf_propo.export import run as litert
+
+    interpreter = litert.interpreter(model_content=content)
+    target = litert.square_target(target, FLAGS.target_size)[None].astype(np.float32)
+    noise = litert.noise(0, FLAGS.size)
+    out = litert.run(interpreter, target, noise)[0]
+    keras_image = pipeline({"target": target, "noise": noise}, resize=False)[0].numpy()
+    return _parity(out, keras_image, pipeline, target[0])
+
+
+def _parity(exported, reference, pipeline, target):
+    """Relative L2 image error and texture-loss ratio (exported / Keras) against `target`."""
+    import numpy as np
+
+    from tf_propo import metrics
+
+    evaluation = metrics.TextureMetrics(target)
+    losses = evaluation.texture_loss(np.stack([exported, reference]))
+    error = np.linalg.norm(exported - reference) / max(np.linalg.norm(reference), 1e-12)
+    return {"image_relative_error": float(error),
+            "texture_loss_ratio": float(losses[0] / max(losses[1], 1e-30))}
+
+
+def main(argv):
+    del argv
+    _check_flags()
+    from tf_propo import files, image_io
+    from tf_propo.export import pipeline as pipelines
+
+    start = time.perf_counter()
+    pipeline, config = pipelines.load_pipeline(FLAGS.model_dir, FLAGS.target_size)
+    result = {"format": FLAGS.format, "model_dir": os.path.abspath(FLAGS.model_dir),
+              "mode": config["mode"], "target_size": FLAGS.target_size}
+    sample = image_io.read_image(os.path.join(_samples_dir(), "material_metall006.png"))
+    if FLAGS.format == "saved_model":
+        from tf_propo.export import saved_model
+
+        saved_model.write_saved_model(pipeline, FLAGS.out)
+        size = sum(os.path.getsize(os.path.join(root, f))
+                   for root, _, names in os.walk(FLAGS.out) for f in names)
+        if FLAGS.verify:
+            result["parity"] = _verify_saved_model(FLAGS.out, pipeline, sample)
+    else:
+        from tf_propo.export import tflite
+
+        representative = None
+        if FLAGS.quantize == "int8":
+            crops = _calibration_targets(FLAGS.representative or _samples_dir(),
+                                         FLAGS.calibration_samples, FLAGS.target_size)
+            representative = tflite.representative_dataset(crops, FLAGS.size,
+                                                           FLAGS.target_size)
+        content = tflite.convert(pipeline, FLAGS.size, FLAGS.target_size, FLAGS.quantize,
+                                 representative)
+        if FLAGS.verify:
+            result["parity"] = _verify_tflite(content, pipeline, sample)
+        files.atomic_write(FLAGS.out, lambda f: f.write(content), suffix=".tflite")
+        size = len(content)
+        result.update({"size": FLAGS.size, "quantize": FLAGS.quantize})
+    result.update({"out": os.path.abspath(FLAGS.out), "bytes": size,
+                   "seconds": round(time.perf_counter() - start, 2)})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,109 @@
+"""SavedModel for TF Serving, written with Keras' ExportArchive (it tracks the Keras 3
+variables itself; DESIGN.md §4: a hand-made tf.Module lost them).
+
+Signatures (all tensors unbatched; one texture per request):
+
+  serving_default(image uint8 [H, W, 3], seed int64 [], size int32 [])
+      -> texture uint8 [size, size, 3]
+      the whole pipeline: the target's short edge resized to the model's target size, VGG19,
+      Gram statistics, every stage from the seed's noise. H, W in [16, MAX_TARGET_SIDE]; size a
+      multiple of 16 in [16, MAX_SIZE].
+  statistics(image uint8 [H, W, 3]) -> gram_<layer> float32 [C, C] per layer
+      a target's statistics, for a server that caches targets;
+  from_statistics(gram_<layer> float32 [C, C] per layer, seed int64 [], size int32 [])
+      -> texture uint8 [size, size, 3].
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tf_propo.export import pipeline as pipelines
+
+SIGNATURES = ("serving_default", "statistics", "from_statistics")
+
+
+def _image(image):
+    """uint8 [H, W, 3] -> float [1, H, W, 3] in [0, 1], with the documented limits checked."""
+    shape = tf.shape(image)
+    checks = [
+        tf.debugging.assert_greater_equal(tf.reduce_min(shape[:2]), 16,
+                                          message="image: sides must be >= 16 px"),
+        tf.debugging.assert_less_equal(tf.reduce_max(shape[:2]), pipelines.MAX_TARGET_SIDE,
+                                       message="image: sides must be <= "
+                                               f"{pipelines.MAX_TARGET_SIDE} px"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.cast(image, tf.float32)[None] / 255.0
+
+
+def _noise(seed, size):
+    checks = [
+        tf.debugging.assert_equal(size % 16, 0, message="size must be a multiple of 16"),
+        tf.debugging.assert_greater_equal(size, 16, message="size must be >= 16"),
+        tf.debugging.assert_less_equal(size, pipelines.MAX_SIZE,
+                                       message=f"size must be <= {pipelines.MAX_SIZE}"),
+    ]
+    with tf.control_dependencies(checks):
+        return pipelines.noise_from_seed(seed, size)
+
+
+def _uint8(image):
+    return {"texture": tf.cast(tf.round(tf.clip_by_value(image[0], 0.0, 1.0) * 255.0),
+                               tf.uint8)}
+
+
+def gram_name(layer):
+    return f"gram_{layer}"
+
+
+def build_archive(pipeline):
+    """A keras.export.ExportArchive with the three signatures."""
+    layers = pipeline.layers_used
+    image_spec = tf.TensorSpec([None, None, 3], tf.uint8, name="image")
+    seed_spec = tf.TensorSpec([], tf.int64, name="seed")
+    size_spec = tf.TensorSpec([], tf.int32, name="size")
+
+    @tf.function(input_signature=[image_spec, seed_spec, size_spec])
+    def serve(image, seed, size):
+        grams = pipeline.statistics(_image(image))
+        return _uint8(pipeline.synthesize(grams, _noise(seed, size)))
+
+    @tf.function(input_signature=[image_spec])
+    def statistics(image):
+        grams = pipeline.statistics(_image(image))
+        return {gram_name(layer): grams[layer][0] for layer in layers}
+
+    gram_specs = {gram_name(layer): tf.TensorSpec([None, None], tf.float32,
+                                                  name=gram_name(layer)) for layer in layers}
+
+    @tf.function(input_signature=[gram_specs, seed_spec, size_spec])
+    def from_statistics(grams, seed, size):
+        grams = {layer: grams[gram_name(layer)][None] for layer in layers}
+        return _uint8(pipeline.synthesize(grams, _noise(seed, size)))
+
+    archive = keras.export.ExportArchive()
+    archive.track(pipeline)
+    archive.add_endpoint("serving_default", serve)
+    archive.add_endpoint("statistics", statistics)
+    archive.add_endpoint("from_statistics", from_statistics)
+    return archive
+
+
+def write_saved_model(pipeline, path):
+    """Write the SavedModel to directory `path` atomically (a temp directory beside it, then
+    renamed): a failure leaves nothing at `path`."""
+    if os.path.exists(path):
+        raise FileExistsError(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=parent)
+    try:
+        build_archive(pipeline).write_out(tmp, verbose=False)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
