@@ -4,6 +4,9 @@
                         tf_propo/export/saved_model.py)
   --format=tflite       a .tflite file for LiteRT, static --size / --target_size, with
                         --quantize={none,fp16,int8,dynamic} (see tf_propo/export/tflite.py)
+  --format=compact      a compact model directory (config.json + float16 weights.npz with
+                        its sha256), loadable wherever a model_dir is: what the package
+                        bundles; any model, the OT decoders included
 
 Before it reports success the export is checked: the written model is loaded and run on a
 bundled sample target, and its output compared with the Keras pipeline's ("parity" in the
@@ -23,14 +26,14 @@ from absl import flags
 
 from tf_propo.errors import UsageError
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "compact")
 QUANTIZATIONS = ("none", "fp16", "int8", "dynamic")  # tflite.QUANTIZATIONS, without importing TF
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
                     "(python -m tf_propo.train).")
-flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving) or tflite "
-                  "(LiteRT).")
+flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving), tflite "
+                  "(LiteRT) or compact (config + float16 weights, any model).")
 flags.DEFINE_string("out", None, "Output: a new directory for saved_model, a .tflite file for "
                     "tflite.")
 flags.DEFINE_integer("size", 256, "tflite: output texture size in px (static; a multiple of "
@@ -80,10 +83,10 @@ def _check_flags():
         raise UsageError("--model_dir is required")
     if not FLAGS.out:
         raise UsageError("--out is required")
-    if FLAGS.format == "saved_model":
+    if FLAGS.format in ("saved_model", "compact"):
         if os.path.exists(FLAGS.out):
-            raise UsageError(f"--out={FLAGS.out} already exists; a SavedModel goes into a new "
-                             "directory")
+            raise UsageError(f"--out={FLAGS.out} already exists; a {FLAGS.format} export "
+                             "goes into a new directory")
     else:
         if not FLAGS.out.endswith(".tflite"):
             raise UsageError(f"--out={FLAGS.out}: a tflite export is a .tflite file")
@@ -91,7 +94,7 @@ def _check_flags():
             raise UsageError(f"--out={FLAGS.out} is a directory")
         if FLAGS.size % 16:
             raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
-    if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
+    if FLAGS.format != "tflite" and FLAGS.quantize != "none":
         raise UsageError("--quantize applies to --format=tflite only")
     if FLAGS.representative and not os.path.exists(FLAGS.representative):
         raise UsageError(f"--representative={FLAGS.representative}: no such file or folder")
@@ -141,6 +144,31 @@ def _parity(exported, reference, pipeline, target):
             "texture_loss_ratio": float(losses[0] / max(losses[1], 1e-30))}
 
 
+def _write_compact():
+    """Rebuild the model of --model_dir, restore it, write config + float16 weights into a
+    new directory (temp directory beside it, renamed at the end)."""
+    import shutil
+    import tempfile
+
+    from tf_propo import model_dir as model_dirs
+
+    config = model_dirs.load_config(FLAGS.model_dir)
+    model = model_dirs.build_model(config)
+    model_dirs.restore(FLAGS.model_dir, model)
+    parent = os.path.dirname(os.path.abspath(FLAGS.out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-compact-", dir=parent)
+    try:
+        weights = model_dirs.write_compact(tmp, model, config)
+        size = os.path.getsize(weights)
+        os.replace(tmp, FLAGS.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"format": "compact", "model_dir": os.path.abspath(FLAGS.model_dir),
+            "mode": config["mode"], "out": os.path.abspath(FLAGS.out), "bytes": size}
+
+
 def main(argv):
     del argv
     _check_flags()
@@ -148,6 +176,11 @@ def main(argv):
     from tf_propo.export import pipeline as pipelines
 
     start = time.perf_counter()
+    if FLAGS.format == "compact":
+        result = _write_compact()
+        result["seconds"] = round(time.perf_counter() - start, 2)
+        print(json.dumps(result))
+        return
     pipeline, config = pipelines.load_pipeline(FLAGS.model_dir, FLAGS.target_size)
     result = {"format": FLAGS.format, "model_dir": os.path.abspath(FLAGS.model_dir),
               "mode": config["mode"], "target_size": FLAGS.target_size}

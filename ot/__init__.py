@@ -8,6 +8,5 @@ Installed as `tf_propo.ot` (a top-level package named `ot` would shadow POT).
     decoders per-layer decoders (features -> image), trained by python -m tf_propo.train
              --flagfile=configs/decoders.flags
 
-Not written yet (see the OT issue): the coarse-to-fine synthesis
-pipeline behind `python -m tf_propo.synthesize --method=ot`.
+    synthesis coarse-to-fine encode / match / decode: python -m tf_propo.synthesize --method=ot
 """

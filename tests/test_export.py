@@ -230,3 +230,29 @@ def test_bad_runner_input(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert not (tmp_path / "o.png").exists()
+
+
+def test_compact_export_round_trip(model_dir, pipeline, tmp_path):
+    """config + float16 weights: a model directory without checkpoints that synthesises like
+    the original up to float16 rounding, and refuses tampered weights."""
+    from tf_propo import model_dir as model_dirs
+
+    out = tmp_path / "compact"
+    record = last_json(command("tf_propo.export", f"--model_dir={model_dir}",
+                               "--format=compact", f"--out={out}"))
+    assert sorted(os.listdir(out)) == ["config.json", "weights.npz"]
+    assert record["bytes"] == os.path.getsize(out / "weights.npz")
+    config = model_dirs.load_config(str(out))
+    assert len(config["weights_sha256"]) == 64
+    compact = model_dirs.build_model(config)
+    model_dirs.restore(str(out), compact)
+    for name, net in pipeline.optimizer_model.networks.items():
+        for a, b in zip(net.get_weights(), compact.networks[name].get_weights()):
+            np.testing.assert_allclose(b, a.astype(np.float16).astype(np.float32))
+    data = bytearray((out / "weights.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "weights.npz").write_bytes(bytes(data))
+    result = command("tf_propo.synthesize", "--method=propo", f"--model_dir={out}",
+                     "--size=32", f"--out={tmp_path / 'o.png'}")
+    assert result.returncode == 2 and "corrupt weights" in result.stderr
+    assert not (tmp_path / "o.png").exists()

@@ -5,8 +5,13 @@
     model_dir/ckpt-N.*      tf.train.CheckpointManager checkpoints: the stage networks, the
                             optimizer and the step counter (not VGG: it is fetched by name)
     model_dir/train/        TensorBoard summaries
+
+A compact model directory (write_compact; what the package bundles) holds config.json and
+weights.npz instead of checkpoints: the trained networks' weights in float16, their sha256 in
+config.json ("weights_sha256"), checked on every load.
 """
 
+import hashlib
 import json
 import os
 
@@ -18,6 +23,7 @@ from tf_propo.errors import UsageError
 from tf_propo.files import atomic_write
 
 CONFIG = "config.json"
+COMPACT_WEIGHTS = "weights.npz"
 FLAGS_FILE = "flags.txt"
 PSEUDO_OPTIMIZER_MODES = ("po", "adapo", "propo")
 MODES = PSEUDO_OPTIMIZER_MODES + ("decoders",)
@@ -107,9 +113,57 @@ def checkpoint(model, **extra):
     return tf.train.Checkpoint(**{group: model.networks}, **extra)
 
 
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_compact(path, model, config):
+    """A compact model directory at `path`: config.json + float16 weights.npz."""
+    import io
+
+    import numpy as np
+
+    arrays = {f"{name}/{i}": np.asarray(w, np.float16)
+              for name, net in model.networks.items()
+              for i, w in enumerate(net.get_weights())}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    weights_path = os.path.join(path, COMPACT_WEIGHTS)
+    atomic_write(weights_path, lambda f: f.write(buffer.getvalue()))
+    config = {k: v for k, v in config.items() if k != "weights_sha256"}
+    save_config(path, {**config, "weights_sha256": _sha256(weights_path)})
+    return weights_path
+
+
+def _restore_compact(model_dir, model, config):
+    import numpy as np
+
+    path = os.path.join(model_dir, COMPACT_WEIGHTS)
+    if _sha256(path) != config.get("weights_sha256"):
+        raise UsageError(f"{path}: corrupt weights (sha256 differs from {CONFIG})")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            for name, net in model.networks.items():
+                wanted = net.get_weights()
+                values = [arrays[f"{name}/{i}"].astype(np.float32) for i in range(len(wanted))]
+                if [v.shape for v in values] != [w.shape for w in wanted]:
+                    raise ValueError(f"{name}: shapes differ from the configured model")
+                net.set_weights(values)
+    except (KeyError, ValueError, OSError) as e:
+        raise UsageError(f"{path}: cannot restore ({str(e).splitlines()[0]})") from None
+    return path
+
+
 def restore(model_dir, model):
-    """Restore the latest checkpoint's stage weights into `model`; returns its path."""
+    """Restore the trained weights into `model` from the latest checkpoint or, in a compact
+    model directory, from weights.npz; returns the path used."""
     latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None and os.path.exists(os.path.join(model_dir, COMPACT_WEIGHTS)):
+        return _restore_compact(model_dir, model, load_config(model_dir))
     if latest is None:
         raise UsageError(f"--model_dir={model_dir}: no checkpoint yet (is training still at "
                          "its first steps?)")

@@ -50,8 +50,15 @@ flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained m
                     "(python -m tf_propo.train).")
 flags.DEFINE_bool("save_stages", False, "po/adapo/propo: also write x[0..K] and the target as "
                   "a strip, OUT_stages.png.")
-flags.DEFINE_enum("strategy", "cholesky", ("cholesky", "eigh", "pca", "cdf", "sliced"),
-                  "ot: how features are matched.")
+flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "sliced"),
+                  "ot: how features are matched: covariance by cholesky / eigh / pca (one "
+                  "step per layer), or sliced optimal transport with exact sorting (sliced) or "
+                  "binned CDFs (cdf), --passes random rotations per layer.")
+flags.DEFINE_integer("passes", 4, "ot with sliced/cdf: random rotations per layer.",
+                     lower_bound=1)
+flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python -m "
+                    "tf_propo.train --flagfile=configs/decoders.flags). Default: the decoders "
+                    "bundled with the package.")
 
 
 def _target_path():
@@ -122,13 +129,36 @@ def _pseudo_optimizer(target, evaluation):
     return np.asarray(stages[-1]), seconds, extra
 
 
+def _optimal_transport(target, noise):
+    """ot: coarse-to-fine encode / match / decode from the reference noise, per sample."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_propo.ot import synthesis
+
+    ot = synthesis.load(FLAGS.decoders or synthesis.bundled_decoders(), FLAGS.passes)
+    targets = ot.target_features(target)
+    # Decoders invert whole poolings: work on the next multiple of 16, crop to --size.
+    padded = -(-FLAGS.size // 16) * 16
+    start_noise = tf.image.resize(noise, [padded, padded], method="nearest") \
+        if padded != FLAGS.size else tf.constant(noise)
+    run = tf.function(lambda image, seed: ot.synthesize(targets, image, FLAGS.strategy, seed))
+    start = time.perf_counter()
+    run(start_noise[:1], tf.constant(FLAGS.seed, tf.int64))  # trace and warm up
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    images = [run(start_noise[i:i + 1], tf.constant(FLAGS.seed * 1000 + i, tf.int64))[0]
+              for i in range(FLAGS.samples)]
+    seconds = time.perf_counter() - start
+    images = np.stack([im.numpy()[:FLAGS.size, :FLAGS.size] for im in images])
+    return images, seconds, {"strategy": FLAGS.strategy, "passes": FLAGS.passes,
+                             "warmup_seconds": round(warmup, 3)}
+
+
 def main(argv):
     del argv
     from tf_propo import image_io
-    from tf_propo.errors import UsageError
 
-    if FLAGS.method == "ot":
-        raise UsageError("--method=ot is not available in this version yet")
     image_io.check_output_path(FLAGS.out)
     target_path = _target_path()
     target = image_io.read_image(target_path)
@@ -142,6 +172,8 @@ def main(argv):
     noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
     if FLAGS.method == "gatys":
         images, seconds, extra = _gatys(evaluation, noise, policy)
+    elif FLAGS.method == "ot":
+        images, seconds, extra = _optimal_transport(target, noise)
     else:
         images, seconds, extra = _pseudo_optimizer(target, evaluation)
 

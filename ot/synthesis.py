@@ -1,0 +1,116 @@
+"""Coarse-to-fine optimal-transport texture synthesis (Risser 2020; Universal Style Transfer).
+
+From noise, for each layer deep to shallow (relu5_1 -> relu1_1): encode the current image to
+that layer, move its features onto the target's feature distribution with the chosen
+strategy, decode back to pixels with that layer's decoder. A last pass matches the pixels'
+colour distribution. No per-texture training: the target enters only as its features.
+
+Strategies (see ot.linalg and ot.sliced):
+  cholesky, eigh, pca  one covariance-matching step per layer (mean + covariance: WCT)
+  sliced               `passes` random rotations per layer, exact 1-D matching by sorting
+  cdf                  the same with binned-CDF (histogram) 1-D matching (Risser's)
+"""
+
+import tensorflow as tf
+
+from tf_propo.ot import linalg
+from tf_propo.ot import sliced
+
+STRATEGIES = ("cholesky", "eigh", "pca", "cdf", "sliced")
+DEFAULT_PASSES = 4
+
+
+def flatten(features):
+    """[1, h, w, C] -> [h·w, C]."""
+    return tf.reshape(features, [-1, tf.shape(features)[-1]])
+
+
+def match_features(source, target, strategy, seed, passes=DEFAULT_PASSES):
+    """Source features [N, C] moved onto the target's [M, C] distribution; float32."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    source, target = tf.cast(source, tf.float32), tf.cast(target, tf.float32)
+    if strategy in linalg.METHODS:
+        return linalg.match_covariance(source, target, strategy)
+    matcher = "sort" if strategy == "sliced" else "cdf"
+    channels = source.shape[-1]
+    for i in range(passes):
+        rotation = sliced.random_rotation(channels, tf.stack([seed, tf.constant(i, tf.int64)]))
+        source = sliced.sliced_ot_pass(source, target, rotation, matcher)
+    return source
+
+
+class OptimalTransportSynthesis:
+    """Encode / match / decode over a trained DecoderFamily's layers, deep to shallow."""
+
+    def __init__(self, family, passes=DEFAULT_PASSES):
+        self.family = family
+        self.passes = passes
+        self.layers = tuple(reversed(family.layers_decoded))  # coarse to fine
+
+    def target_features(self, target):
+        """{layer: [M, C]} of a target image [H, W, 3] in [0, 1]."""
+        features = self.family.encoder(tf.convert_to_tensor(target, tf.float32)[None])
+        features = {layer: flatten(features[layer]) for layer in self.layers}
+        features["rgb"] = flatten(tf.convert_to_tensor(target, tf.float32)[None])
+        return features
+
+    def synthesize(self, targets, noise, strategy, seed, timings=None):
+        """noise [1, S, S, 3] in [0, 1] -> texture [1, S, S, 3] in [0, 1]. `timings`, if a
+        dict, collects seconds per phase (encode / match / decode) — each phase is run
+        eagerly then, so the split is real, not a guess."""
+        seed = tf.cast(seed, tf.int64)
+        image = tf.convert_to_tensor(noise, tf.float32)
+        for index, layer in enumerate(self.layers):
+            features = _timed(timings, "encode", lambda: self.family.encode(image, layer))
+            shape = tf.shape(features)
+            matched = _timed(timings, "match", lambda: match_features(
+                flatten(features), targets[layer], strategy, seed * 97 + index, self.passes))
+            image = _timed(timings, "decode", lambda: tf.clip_by_value(
+                self.family.decoders[layer](tf.reshape(matched, shape)), 0.0, 1.0))
+        # Colours: the decoders' small errors shift them; match the pixels' distribution too.
+        shape = tf.shape(image)
+        pixels = _timed(timings, "match", lambda: match_features(
+            flatten(image), targets["rgb"], strategy, seed * 97 + len(self.layers),
+            self.passes))
+        return tf.clip_by_value(tf.reshape(pixels, shape), 0.0, 1.0)
+
+
+def _timed(timings, phase, fn):
+    if timings is None:
+        return fn()
+    import time
+
+    start = time.perf_counter()
+    result = fn()
+    if hasattr(result, "numpy"):
+        result.numpy()  # wait for the work, not only its dispatch
+    timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
+    return result
+
+
+def load(model_dir, passes=DEFAULT_PASSES):
+    """OptimalTransportSynthesis of a trained decoders model directory."""
+    from tf_propo import model_dir as model_dirs
+    from tf_propo.errors import UsageError
+
+    config = model_dirs.load_config(model_dir)
+    if config["mode"] != "decoders":
+        raise UsageError(f"--decoders={model_dir} holds a {config['mode']} model, not "
+                         "decoders (python -m tf_propo.train --flagfile=configs/decoders.flags)")
+    family = model_dirs.build_model(config)
+    model_dirs.restore(model_dir, family)
+    return OptimalTransportSynthesis(family, passes)
+
+
+def bundled_decoders():
+    """The decoders shipped with the package (ot/weights/), or a clear error."""
+    import os
+
+    from tf_propo.errors import UsageError
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "decoders")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        raise UsageError("--method=ot needs trained decoders: pass --decoders=DIR (train them "
+                         "with python -m tf_propo.train --flagfile=configs/decoders.flags)")
+    return path

@@ -1,0 +1,141 @@
+"""The coarse-to-fine optimal-transport pipeline: strategies, the encode/match/decode loop, and
+`python -m tf_propo.synthesize --method=ot`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import SAMPLES, vgg_shaped_random_weights
+from tf_propo import vgg, weights
+from tf_propo.ot import decoders, linalg, sliced, synthesis
+
+LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
+
+
+def correlated(n, c, seed):
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(c, c))
+    return (rng.gamma(2.0, size=(n, c)) @ mixing + rng.normal(size=c)).astype(np.float32)
+
+
+@pytest.mark.parametrize("strategy", ["cholesky", "eigh", "pca"])
+def test_covariance_strategies_are_the_linalg_methods(strategy):
+    source, target = correlated(500, 6, 0), correlated(400, 6, 1)
+    got = synthesis.match_features(source, target, strategy, tf.constant(0, tf.int64))
+    np.testing.assert_allclose(got.numpy(), linalg.match_covariance(
+        tf.constant(source), tf.constant(target), strategy).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["sliced", "cdf"])
+def test_sliced_strategies_move_the_whole_distribution(strategy):
+    """More passes, closer in sliced Wasserstein distance on directions none of the passes
+    used; and far closer than the start."""
+    source, target = correlated(2000, 8, 2), correlated(1500, 8, 3)
+    rng = np.random.default_rng(9)
+    directions = rng.normal(size=(8, 64))
+    directions = tf.constant(directions / np.linalg.norm(directions, axis=0), tf.float32)
+    distance = lambda x: float(sliced.sliced_wasserstein(x, target, directions))  # noqa
+    seed = tf.constant(4, tf.int64)
+    one = synthesis.match_features(source, target, strategy, seed, passes=1)
+    eight = synthesis.match_features(source, target, strategy, seed, passes=8)
+    assert distance(eight) < distance(one) < 0.5 * distance(tf.constant(source))
+    assert distance(eight) < 0.05 * distance(tf.constant(source))
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match="strategy"):
+        synthesis.match_features(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32),
+                                 "wasserstein", tf.constant(0, tf.int64))
+
+
+@pytest.fixture(scope="module")
+def random_pipeline():
+    encoder = weights.apply_weights(vgg.build_encoder(LAYERS, pooling="max"),
+                                    vgg_shaped_random_weights())
+    family = decoders.DecoderFamily(encoder, LAYERS, width=0.0625)
+    return synthesis.OptimalTransportSynthesis(family, passes=2)
+
+
+@pytest.mark.parametrize("strategy", synthesis.STRATEGIES)
+def test_pipeline_runs_coarse_to_fine(random_pipeline, strategy):
+    rng = np.random.default_rng(0)
+    target = rng.uniform(size=(40, 36, 3)).astype(np.float32)
+    targets = random_pipeline.target_features(target)
+    assert targets["relu3_1"].shape == (10 * 9, 256) and targets["rgb"].shape == (40 * 36, 3)
+    assert random_pipeline.layers == ("relu3_1", "relu2_1", "relu1_1")
+    noise = rng.uniform(size=(1, 32, 32, 3)).astype(np.float32)
+    timings = {}
+    a = random_pipeline.synthesize(targets, noise, strategy, 5, timings)
+    b = random_pipeline.synthesize(targets, noise, strategy, 5)
+    assert a.shape == (1, 32, 32, 3)
+    assert float(tf.reduce_min(a)) >= 0 and float(tf.reduce_max(a)) <= 1
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # same seed, same texture
+    assert set(timings) == {"encode", "match", "decode"}
+    if strategy in ("sliced", "cdf"):
+        c = random_pipeline.synthesize(targets, noise, strategy, 6)
+        assert np.abs(a.numpy() - c.numpy()).max() > 1e-3  # the rotations follow the seed
+
+
+def make_decoders_dir(path, layers=("relu1_1", "relu2_1")):
+    from tf_propo import model_dir
+
+    config = {"mode": "decoders", "layers": list(layers), "width": 0.0625, "convs": 2,
+              "vgg_weights": "normalized"}
+    family = model_dir.build_model(config)
+    os.makedirs(path)
+    model_dir.save_config(str(path), config)
+    tf.train.CheckpointManager(model_dir.checkpoint(family), str(path), 1).save()
+    return path
+
+
+def synthesize(*args):
+    result = subprocess.run([sys.executable, "-m", "tf_propo.synthesize", "--method=ot",
+                             f"--target={os.path.join(SAMPLES, 'nature_potatoes.png')}", *args],
+                            capture_output=True, text=True, timeout=600)
+    return result
+
+
+def test_ot_command(tmp_path, normalized_weights):
+    decoders_dir = make_decoders_dir(tmp_path / "decoders")
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.png"
+        result = synthesize(f"--decoders={decoders_dir}", "--strategy=cdf", "--size=40",
+                            "--seed=3", "--passes=2", f"--out={out}")
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout.strip().splitlines()[-1])
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]  # reproducible with --seed
+    assert record["method"] == "ot" and record["strategy"] == "cdf" and record["size"] == 40
+    for key in ("seconds", "texture_loss", "noise_texture_loss", "loss_ratio"):
+        assert key in record
+    from tf_propo import image_io
+
+    assert image_io.read_image(record["out"]).shape == (40, 40, 3)
+
+
+def test_bad_ot_input(tmp_path, normalized_weights):
+    propo = tmp_path / "propo"
+    propo.mkdir()
+    from tf_propo import model_dir
+
+    model_dir.save_config(str(propo), {"mode": "propo", "stages": 1, "layers": ["relu1_1"],
+                                       "width": 0.1, "grad_mode": "local",
+                                       "vgg_weights": "normalized"})
+    cases = [
+        (["--size=0"], "size"),
+        (["--strategy=wasserstein"], "strategy"),
+        ([f"--decoders={tmp_path / 'missing'}"], "no such directory"),
+        ([f"--decoders={propo}"], "not decoders"),
+    ]
+    for args, message in cases:
+        result = synthesize(*args, f"--out={tmp_path / 'o.png'}")
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        assert not (tmp_path / "o.png").exists()

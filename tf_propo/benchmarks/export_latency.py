@@ -1,0 +1,101 @@
+"""LiteRT latency of the exported model beside Keras on this CPU, per size and quantization, in
+one run.
+
+    python -m tf_propo.benchmarks.export_latency --model_dir=DIR --sizes=128,256,512 \
+        --quantizations=none,fp16,int8,dynamic --threads=2
+
+For each size S (output S x S, target S x S too, as an app would pass a thumbnail) the Keras
+pipeline (float32, a tf.function) and each .tflite variant (LiteRT, XNNPACK, --threads) run
+the same target and noise; median seconds over --repeats runs after one warm-up. The texture
+loss of each variant's output over Keras' output is reported as well (quality cost of the
+quantization). Prints a Markdown table; the last stdout line is the JSON of all rows.
+"""
+
+import json
+import statistics
+import time
+
+from tf_propo import cli
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory.")
+flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
+flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic"], "TFLite variants.")
+flags.DEFINE_integer("threads", 2, "LiteRT (XNNPACK) threads.", lower_bound=1)
+flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)
+flags.DEFINE_string("target", None, "Target image (default: the bundled metall006 sample).")
+
+
+def _median_seconds(fn, repeats):
+    fn()  # warm-up: tracing, weight packing
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv):
+    del argv
+    import importlib.resources
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_propo import data, image_io, metrics
+    from tf_propo.errors import UsageError
+    from tf_propo.export import pipeline as pipelines
+    from tf_propo.export import run as runner
+    from tf_propo.export import tflite
+    from tf_propo.progress import Progress
+
+    if not FLAGS.model_dir:
+        raise UsageError("--model_dir is required")
+    samples = importlib.resources.files("tf_propo") / "samples"
+    target_image = image_io.read_image(FLAGS.target or str(samples / "material_metall006.png"))
+    sizes = [int(s) for s in FLAGS.sizes]
+    pipeline, config = pipelines.load_pipeline(FLAGS.model_dir)
+    progress = Progress(len(sizes) * (1 + len(FLAGS.quantizations)), "export latency")
+    rows = []
+    for size in sizes:
+        target = runner.square_target(target_image, size)[None].astype(np.float32)
+        noise = runner.noise(0, size)
+        keras_fn = tf.function(lambda t, n: pipeline({"target": t, "noise": n}, resize=False))
+        reference = keras_fn(target, noise).numpy()
+        keras_seconds = _median_seconds(lambda: keras_fn(target, noise).numpy(), FLAGS.repeats)
+        evaluation = metrics.TextureMetrics(target[0])
+        reference_loss = float(evaluation.texture_loss(reference)[0])
+        rows.append({"size": size, "runtime": "keras", "quantize": "none",
+                     "seconds": keras_seconds, "ratio_to_keras": 1.0, "bytes": None,
+                     "loss_ratio_to_keras": 1.0})
+        progress.update()
+        calibration = [runner.square_target(image_io.read_image(p), size)
+                       for p in data.list_images(str(samples))]
+        for quantize in FLAGS.quantizations:
+            content = tflite.convert(pipeline, size, size, quantize,
+                                     tflite.representative_dataset(calibration * 3, size, size))
+            interp = runner.interpreter(model_content=content, threads=FLAGS.threads)
+            out = runner.run(interp, target, noise)
+            seconds = _median_seconds(lambda: runner.run(interp, target, noise), FLAGS.repeats)
+            rows.append({"size": size, "runtime": "litert", "quantize": quantize,
+                         "seconds": seconds, "ratio_to_keras": seconds / keras_seconds,
+                         "bytes": len(content),
+                         "loss_ratio_to_keras": float(evaluation.texture_loss(out)[0])
+                         / reference_loss})
+            progress.update()
+    print(f"\nmodel: {FLAGS.model_dir} ({config['mode']}, {config['stages']} stages, width "
+          f"{config['width']}); LiteRT threads: {FLAGS.threads}\n")
+    print("| size | runtime | quantize | ms | × Keras | MB | loss / Keras' |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        mb = f"{r['bytes'] / 1e6:.1f}" if r["bytes"] else "-"
+        print(f"| {r['size']} | {r['runtime']} | {r['quantize']} | {r['seconds'] * 1e3:.0f} | "
+              f"{r['ratio_to_keras']:.2f} | {mb} | {r['loss_ratio_to_keras']:.3f} |")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    cli.run(main)
