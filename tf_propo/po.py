@@ -52,9 +52,28 @@ def _conv(x, channels, name, padding, use_bias=False, dtype=None):
                                dtype=dtype)(x)
 
 
+class InstanceNormalization(keras.layers.GroupNormalization):
+    """Instance norm with affine γ/β: group norm with one channel per group, computed on the
+    4-D tensor (moments over H, W) instead of Keras' 5-D group reshape, which LiteRT's XNNPACK
+    delegate does not take. Same variables as GroupNormalization, so checkpoints carry over."""
+
+    def __init__(self, channels, epsilon=1e-5, **kwargs):
+        kwargs.pop("groups", None)
+        super().__init__(groups=channels, epsilon=epsilon, **kwargs)
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, "float32")  # float32 statistics under mixed precision
+        mean, variance = keras.ops.moments(x, axes=[1, 2], keepdims=True)
+        scale = keras.ops.rsqrt(variance + self.epsilon) * keras.ops.cast(self.gamma, "float32")
+        offset = keras.ops.cast(self.beta, "float32") - mean * scale
+        return keras.ops.cast(x * scale + offset, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.groups}
+
+
 def _norm(channels, name):
-    # Instance norm with affine scale/offset = group norm with one channel per group.
-    return keras.layers.GroupNormalization(groups=channels, epsilon=1e-5, name=name)
+    return InstanceNormalization(channels, epsilon=1e-5, name=name)
 
 
 def _act(name):
