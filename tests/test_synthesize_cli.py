@@ -42,7 +42,7 @@ BAD_INPUTS = {
     "not an image": (["--target={text}"], "not a PNG"),
     "output is a directory": (["--out={tmp}"], "is a directory"),
     "bad output extension": (["--out={tmp}/o.txt"], "must end in"),
-    "method not built yet": (["--method=ot"], "not available"),
+    "ot without decoders": (["--method=ot", "--decoders={tmp}/none"], "no such directory"),
     "pseudo optimizer without a model": (["--method=propo"], "needs --model_dir"),
     "missing weights file": (["--vgg_weights=file:/nonexistent.npz", "--size=16"],
                              "does not exist"),
