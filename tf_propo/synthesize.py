@@ -9,7 +9,6 @@ Bad input: one line on stderr, exit code 2, no output file.
 
 import json
 import os
-import time
 
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
 
@@ -17,7 +16,7 @@ from absl import flags
 
 import importlib.resources
 
-METHODS = ("gatys", "po", "adapo", "propo", "ot")
+METHODS = ("gatys", "po", "adapo", "propo", "ot")  # methods.METHODS, without importing TF
 DEFAULT_TARGET = "material_metall006.png"
 
 FLAGS = flags.FLAGS
@@ -67,92 +66,22 @@ def _target_path():
     return str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)
 
 
-def _gatys(evaluation, noise, policy):
-    from tf_propo import gatys, texture, weights
-    from tf_propo.progress import Progress
-
-    if policy == "float32":
-        encoder = evaluation.encoder
-    else:
-        encoder = weights.pretrained_encoder(texture.TEXTURE_LAYERS, source=FLAGS.vgg_weights)
-    progress = Progress(FLAGS.steps * FLAGS.samples, f"gatys {FLAGS.size}px")
-    start = time.perf_counter()
-    images = gatys.synthesize(encoder, evaluation.target_grams, noise, FLAGS.steps,
-                              optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
-                              on_step=lambda loss, _: progress.update(loss=loss))
-    seconds = time.perf_counter() - start
-    return images, seconds, {"steps": FLAGS.steps, "optimizer": FLAGS.optimizer}
-
-
 def _pseudo_optimizer(target, evaluation):
-    """po / adapo / propo from --model_dir: x[0] noise -> x[K]; returns x[K] and per-stage
-    figures."""
-    import numpy as np
-    import tensorflow as tf
+    """po / adapo / propo from --model_dir; with --save_stages the x[0..K] strip too."""
+    from tf_propo import image_io, methods
 
-    from tf_propo import image_io, model_dir, texture
-    from tf_propo.errors import UsageError
-
-    if not FLAGS.model_dir:
-        raise UsageError(f"--method={FLAGS.method} needs --model_dir (a trained model)")
-    config = model_dir.load_config(FLAGS.model_dir)
-    if config["mode"] != FLAGS.method:
-        raise UsageError(f"--model_dir={FLAGS.model_dir} holds a {config['mode']} model, not "
-                         f"{FLAGS.method}; use --method={config['mode']}")
-    if FLAGS.size % 16:
-        raise UsageError(f"--size={FLAGS.size}: pseudo optimizers need a multiple of 16")
-    model = model_dir.build_model(config)
-    model_dir.restore(FLAGS.model_dir, model)
-    layers = model.all_layers
-    pre = tf.random.stateless_uniform([FLAGS.samples, FLAGS.size, FLAGS.size, 3],
-                                      [FLAGS.seed, 0], minval=-1.0, maxval=1.0)
-
-    @tf.function
-    def run(target_image, pre):
-        grams = texture.gram_matrices(model.features(target_image[None], layers), layers)
-        return model({"pre": pre, "target_grams": grams})["images"]
-
-    target_tensor = tf.constant(target, tf.float32)
-    start = time.perf_counter()
-    run(target_tensor, pre)  # trace and warm up: graph building is part of loading
-    warmup = time.perf_counter() - start
-    start = time.perf_counter()
-    stages = [s.numpy() for s in run(target_tensor, pre)]
-    seconds = time.perf_counter() - start
-    extra = {"model_dir": os.path.abspath(FLAGS.model_dir), "warmup_seconds": round(warmup, 3),
-             "stages": [float(evaluation.texture_loss(x).mean()) for x in stages]}
+    model = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
+    images, seconds, extra = methods.pseudo_optimizer(model, target, FLAGS.size,
+                                                      FLAGS.samples, FLAGS.seed)
+    stages = extra.pop("stage_images")
+    extra["model_dir"] = os.path.abspath(FLAGS.model_dir)
+    extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
     if FLAGS.save_stages:
         strip_path = os.path.splitext(FLAGS.out)[0] + "_stages.png"
         tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, FLAGS.size)]
         image_io.write_image(strip_path, image_io.tile_horizontally(tiles))
         extra["stages_out"] = os.path.abspath(strip_path)
-    return np.asarray(stages[-1]), seconds, extra
-
-
-def _optimal_transport(target, noise):
-    """ot: coarse-to-fine encode / match / decode from the reference noise, per sample."""
-    import numpy as np
-    import tensorflow as tf
-
-    from tf_propo.ot import synthesis
-
-    ot = synthesis.load(FLAGS.decoders or synthesis.bundled_decoders(), FLAGS.passes)
-    targets = ot.target_features(target)
-    # Decoders invert whole poolings: work on the next multiple of 16, crop to --size.
-    padded = -(-FLAGS.size // 16) * 16
-    start_noise = tf.image.resize(noise, [padded, padded], method="nearest") \
-        if padded != FLAGS.size else tf.constant(noise)
-    run = tf.function(lambda image, seed: ot.synthesize(targets, image, FLAGS.strategy, seed))
-    start = time.perf_counter()
-    run(start_noise[:1], tf.constant(FLAGS.seed, tf.int64))  # trace and warm up
-    warmup = time.perf_counter() - start
-    start = time.perf_counter()
-    images = [run(start_noise[i:i + 1], tf.constant(FLAGS.seed * 1000 + i, tf.int64))[0]
-              for i in range(FLAGS.samples)]
-    seconds = time.perf_counter() - start
-    images = np.stack([im.numpy()[:FLAGS.size, :FLAGS.size] for im in images])
-    return images, seconds, {"strategy": FLAGS.strategy, "passes": FLAGS.passes,
-                             "warmup_seconds": round(warmup, 3)}
+    return images, seconds, extra
 
 
 def main(argv):
@@ -170,10 +99,16 @@ def main(argv):
     policy = precision.apply(FLAGS.precision)
     evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
     noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
+    from tf_propo import methods
+
     if FLAGS.method == "gatys":
-        images, seconds, extra = _gatys(evaluation, noise, policy)
+        images, seconds, extra = methods.gatys(
+            evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
+            FLAGS.vgg_weights, policy)
     elif FLAGS.method == "ot":
-        images, seconds, extra = _optimal_transport(target, noise)
+        ot = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
+        images, seconds, extra = methods.optimal_transport(ot, target, noise, FLAGS.seed,
+                                                           FLAGS.strategy)
     else:
         images, seconds, extra = _pseudo_optimizer(target, evaluation)
 

@@ -1,0 +1,102 @@
+"""Every synthesis method behind one call shape, for the synthesize and evaluate commands.
+
+Each function returns (images [K, S, S, 3] in [0, 1], seconds, extra): `seconds` is the
+synthesis itself (models loaded and graphs traced beforehand), `extra` the method's own
+figures for the JSON line. The start noise comes from the caller (metrics.reference_noise, the
+same for every method given a seed) where the method starts from an image.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tf_propo import model_dir as model_dirs
+from tf_propo import texture
+from tf_propo import weights
+from tf_propo.errors import UsageError
+from tf_propo.progress import Progress
+
+METHODS = ("gatys", "po", "adapo", "propo", "ot")
+
+
+def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02,
+          vgg_weights="normalized", policy="float32", progress=True):
+    """Optimisation from `noise` [K, S, S, 3] against evaluation's target Grams."""
+    from tf_propo import gatys as gatys_lib
+
+    if policy == "float32":
+        encoder = evaluation.encoder
+    else:
+        encoder = weights.pretrained_encoder(texture.TEXTURE_LAYERS, source=vgg_weights)
+    bar = Progress(steps * len(noise), f"gatys {noise.shape[1]}px") if progress else None
+    start = time.perf_counter()
+    images = gatys_lib.synthesize(
+        encoder, evaluation.target_grams, noise, steps, optimizer=optimizer,
+        learning_rate=learning_rate,
+        on_step=(lambda loss, _: bar.update(loss=loss)) if bar else None)
+    return images, time.perf_counter() - start, {"steps": steps, "optimizer": optimizer}
+
+
+def load_pseudo_optimizer(model_dir, method):
+    """The trained ProgressiveOptimizer of `model_dir`, checked to be a `method` model."""
+    if not model_dir:
+        raise UsageError(f"--method={method} needs --model_dir (a trained model)")
+    config = model_dirs.load_config(model_dir)
+    if config["mode"] != method:
+        raise UsageError(f"--model_dir={model_dir} holds a {config['mode']} model, not "
+                         f"{method}; use --method={config['mode']}")
+    model = model_dirs.build_model(config)
+    model_dirs.restore(model_dir, model)
+    return model
+
+
+def pseudo_optimizer(model, target, size, samples, seed):
+    """po / adapo / propo: x[0] noise -> x[K]; returns x[K], seconds, and every stage's
+    images in extra["stage_images"] (x[0] .. x[K])."""
+    if size % 16:
+        raise UsageError(f"--size={size}: pseudo optimizers need a multiple of 16")
+    layers = model.all_layers
+    pre = tf.random.stateless_uniform([samples, size, size, 3], [seed, 0], minval=-1.0,
+                                      maxval=1.0)
+
+    @tf.function
+    def run(target_image, pre):
+        grams = texture.gram_matrices(model.features(target_image[None], layers), layers)
+        return model({"pre": pre, "target_grams": grams})["images"]
+
+    target_tensor = tf.constant(target, tf.float32)
+    start = time.perf_counter()
+    run(target_tensor, pre)  # trace and warm up: graph building is part of loading
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    stages = [s.numpy() for s in run(target_tensor, pre)]
+    seconds = time.perf_counter() - start
+    return stages[-1], seconds, {"warmup_seconds": round(warmup, 3), "stage_images": stages}
+
+
+def load_optimal_transport(decoders=None, passes=4):
+    from tf_propo.ot import synthesis
+
+    return synthesis.load(decoders or synthesis.bundled_decoders(), passes)
+
+
+def optimal_transport(ot, target, noise, seed, strategy):
+    """ot: coarse-to-fine encode / match / decode from `noise` [K, S, S, 3], per sample."""
+    size = noise.shape[1]
+    targets = ot.target_features(target)
+    # Decoders invert whole poolings: work on the next multiple of 16, crop to the size.
+    padded = -(-size // 16) * 16
+    start_noise = tf.image.resize(noise, [padded, padded], method="nearest") \
+        if padded != size else tf.constant(noise)
+    run = tf.function(lambda image, s: ot.synthesize(targets, image, strategy, s))
+    start = time.perf_counter()
+    run(start_noise[:1], tf.constant(seed, tf.int64))  # trace and warm up
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    images = [run(start_noise[i:i + 1], tf.constant(seed * 1000 + i, tf.int64))[0]
+              for i in range(len(noise))]
+    seconds = time.perf_counter() - start
+    images = np.stack([im.numpy()[:size, :size] for im in images])
+    return images, seconds, {"strategy": strategy, "passes": ot.passes,
+                             "warmup_seconds": round(warmup, 3)}
