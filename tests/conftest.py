@@ -42,3 +42,23 @@ def vgg_shaped_random_weights(seed=0):
         result[name] = (rng.normal(0, scale, (k, k, c_in, c_out)).astype(np.float32),
                         rng.normal(0, 0.01, (c_out,)).astype(np.float32))
     return result
+
+
+PROPO_CONFIG = {"mode": "propo", "stages": 3, "layers": ["relu1_1", "pool1", "pool2"],
+                "width": 0.125, "grad_mode": "local", "padding": "circular",
+                "vgg_padding": "circular", "vgg_weights": "normalized"}
+DECODERS_CONFIG = {"mode": "decoders", "layers": ["relu1_1", "relu2_1"], "width": 0.0625,
+                   "convs": 2, "vgg_weights": "normalized"}
+
+
+def make_model_dir(path, config):
+    """A model directory with freshly initialised networks and one checkpoint (real VGG)."""
+    import tensorflow as tf
+
+    from tf_propo import model_dir
+
+    model = model_dir.build_model(config)
+    os.makedirs(path)
+    model_dir.save_config(str(path), config)
+    tf.train.CheckpointManager(model_dir.checkpoint(model), str(path), 1).save()
+    return path

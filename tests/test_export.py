@@ -10,25 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import SAMPLES
+from tests import conftest
+from tests.conftest import PROPO_CONFIG, SAMPLES
 from tf_propo import image_io
 
 TARGET = os.path.join(SAMPLES, "material_metall006.png")  # 256², so no resizing anywhere
-CONFIG = {"mode": "propo", "stages": 3, "layers": ["relu1_1", "pool1", "pool2"],
-          "width": 0.125, "grad_mode": "local", "padding": "circular",
-          "vgg_padding": "circular", "vgg_weights": "normalized"}
+CONFIG = PROPO_CONFIG
 
 
 def make_model_dir(path, **overrides):
-    """A model directory with freshly initialised stage networks and one checkpoint."""
-    from tf_propo import model_dir
-
-    config = {**CONFIG, **overrides}
-    model = model_dir.build_model(config)
-    os.makedirs(path)
-    model_dir.save_config(str(path), config)
-    tf.train.CheckpointManager(model_dir.checkpoint(model), str(path), 1).save()
-    return path
+    return conftest.make_model_dir(path, {**CONFIG, **overrides})
 
 
 def command(module, *args):

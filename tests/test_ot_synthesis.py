@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import SAMPLES, vgg_shaped_random_weights
+from tests.conftest import DECODERS_CONFIG, SAMPLES, make_model_dir, vgg_shaped_random_weights
 from tf_propo import vgg, weights
 from tf_propo.ot import decoders, linalg, sliced, synthesis
 
@@ -82,18 +82,6 @@ def test_pipeline_runs_coarse_to_fine(random_pipeline, strategy):
         assert np.abs(a.numpy() - c.numpy()).max() > 1e-3  # the rotations follow the seed
 
 
-def make_decoders_dir(path, layers=("relu1_1", "relu2_1")):
-    from tf_propo import model_dir
-
-    config = {"mode": "decoders", "layers": list(layers), "width": 0.0625, "convs": 2,
-              "vgg_weights": "normalized"}
-    family = model_dir.build_model(config)
-    os.makedirs(path)
-    model_dir.save_config(str(path), config)
-    tf.train.CheckpointManager(model_dir.checkpoint(family), str(path), 1).save()
-    return path
-
-
 def synthesize(*args):
     result = subprocess.run([sys.executable, "-m", "tf_propo.synthesize", "--method=ot",
                              f"--target={os.path.join(SAMPLES, 'nature_potatoes.png')}", *args],
@@ -102,7 +90,7 @@ def synthesize(*args):
 
 
 def test_ot_command(tmp_path, normalized_weights):
-    decoders_dir = make_decoders_dir(tmp_path / "decoders")
+    decoders_dir = make_model_dir(tmp_path / "decoders", DECODERS_CONFIG)
     outputs = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.png"

@@ -1,0 +1,69 @@
+"""The evaluation command at a tiny size, so it cannot rot: every method, a missing one,
+report.md, results.csv and the grids."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import DECODERS_CONFIG, PROPO_CONFIG, SAMPLES, make_model_dir
+from tf_propo import image_io
+
+
+def evaluate(*args):
+    return subprocess.run([sys.executable, "-m", "tf_propo.evaluate", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_tiny_evaluation(tmp_path, normalized_weights):
+    propo = make_model_dir(tmp_path / "propo", PROPO_CONFIG)
+    decoders = make_model_dir(tmp_path / "decoders", DECODERS_CONFIG)
+    out = tmp_path / "eval"
+    targets = [os.path.join(SAMPLES, "nature_potatoes.png"),
+               os.path.join(SAMPLES, "nature_jungle001.png")]
+    result = evaluate(f"--targets={','.join(targets)}",
+                      "--methods=gatys,propo,adapo,ot:eigh", f"--model_dirs=propo={propo}",
+                      f"--decoders={decoders}", "--samples=2", "--size=64",
+                      "--gatys_steps=3", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["rows"] == 8
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    by_method = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    assert all(r["status"].startswith("missing") and "adapo" in r["status"]
+               for r in by_method["adapo"])
+    for method in ("gatys", "propo", "ot:eigh"):
+        for row in by_method[method]:
+            assert row["status"] == "ok"
+            assert 0 < float(row["loss_ratio"]) and float(row["diversity"]) > 0
+            assert float(row["seconds_per_texture"]) > 0 and float(row["peak_memory_mb"]) > 50
+            assert float(row["texture_loss"]) / float(row["noise_texture_loss"]) \
+                == float(row["loss_ratio"])
+    report = (out / "report.md").read_text()
+    assert "| gatys | 2 |" in report and "| propo | 2 |" in report and "| ot:eigh | 2 |" in report
+    assert "adapo: missing" in report
+    for target in targets:
+        name = os.path.splitext(os.path.basename(target))[0]
+        grid = image_io.read_image(str(out / "grids" / f"{name}.png"))
+        # 3 methods ran: 3 rows of 64 px (+ 4 px gaps); target + 2 samples per row.
+        assert grid.shape[0] == 3 * 64 + 2 * 4 and grid.shape[1] == 3 * 64 + 2 * 4
+
+
+def test_bad_evaluation_input(tmp_path):
+    cases = [
+        (["--targets=/nonexistent.png"], "no such file"),
+        ([f"--targets={SAMPLES}", "--methods=magic"], "unknown method"),
+        ([f"--targets={SAMPLES}", "--methods=ot:fast"], "strategy"),
+        ([f"--targets={SAMPLES}", "--model_dirs=propo"], "propo=DIR"),
+        ([f"--targets={SAMPLES}", "--size=40"], "multiple of 16"),
+    ]
+    for args, message in cases:
+        result = evaluate(*args, f"--out={tmp_path / 'eval'}")
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        assert not (tmp_path / "eval").exists()

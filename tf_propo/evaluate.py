@@ -1,0 +1,288 @@
+"""Evaluate methods on targets, the paper's table: python -m tf_propo.evaluate
+--targets=DIR --methods=gatys,propo,ot --model_dirs=propo=RUN --samples=3 --size=256 --out=DIR
+
+For every target and method: quality (texture_loss on the paper's layers, and its ratio to the
+loss of uniform noise from the same seed), diversity (relu4_1 L1 over the K samples), seconds
+per texture, and peak memory of the process while the method ran. Writes into --out:
+  results.csv   one row per (target, method), `status` ok or why the method did not run
+  report.md     the paper's table (means over targets) with ratios to Gatys, then per target
+  grids/*.png   per target: a row per method, target | samples
+Methods: gatys, po, adapo, propo (each needs its --model_dirs entry), ot or ot:STRATEGY.
+A method whose model is missing is reported as missing, not skipped. Progress on stderr; the
+last stdout line is one JSON object (out, rows).
+"""
+
+import csv
+import json
+import os
+import time
+
+from tf_propo import cli
+
+from absl import flags
+
+from tf_propo.errors import UsageError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
+flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, ot, "
+                  "ot:STRATEGY (cholesky, eigh, pca, cdf, sliced).")
+flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
+                  "propo=~/.cache/tf_propo/runs/demo.")
+flags.DEFINE_string("decoders", None, "ot: trained decoders (default: the bundled ones).")
+flags.DEFINE_integer("samples", 3, "Samples per target and method (diversity needs >= 2).",
+                     lower_bound=1)
+flags.DEFINE_integer("size", 256, "Output size in px (a multiple of 16).", lower_bound=16)
+flags.DEFINE_integer("target_size", 256, "Short edge the target is resized to.", lower_bound=16)
+flags.DEFINE_integer("gatys_steps", 300, "gatys: L-BFGS iterations.", lower_bound=1)
+flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.")
+flags.DEFINE_string("out", None, "Output directory (created; existing files are replaced).")
+
+COLUMNS = ("target", "method", "status", "samples", "size", "seconds_per_texture",
+           "texture_loss", "noise_texture_loss", "loss_ratio", "diversity", "peak_memory_mb")
+
+
+def _targets():
+    from tf_propo import data
+
+    paths = []
+    for spec in FLAGS.targets or []:
+        if os.path.isdir(spec):
+            found = data.list_images(spec)
+            if not found:
+                raise UsageError(f"--targets: no images in {spec}")
+            paths += found
+        elif os.path.isfile(spec):
+            paths.append(spec)
+        else:
+            raise UsageError(f"--targets: {spec}: no such file or folder")
+    if not paths:
+        raise UsageError("--targets is required (images and/or folders)")
+    return paths
+
+
+def _parse_methods():
+    from tf_propo import methods
+    from tf_propo.ot import synthesis
+
+    parsed = []
+    for spec in FLAGS.methods:
+        name, _, strategy = spec.partition(":")
+        if name not in methods.METHODS:
+            raise UsageError(f"--methods: unknown method {spec!r}; known: "
+                             f"{', '.join(methods.METHODS)}, ot:STRATEGY")
+        if strategy and (name != "ot" or strategy not in synthesis.STRATEGIES):
+            raise UsageError(f"--methods: {spec!r}: only ot takes a strategy, one of "
+                             f"{', '.join(synthesis.STRATEGIES)}")
+        parsed.append((spec, name, strategy or "sliced"))
+    model_dirs = {}
+    for pair in FLAGS.model_dirs:
+        method, sep, path = pair.partition("=")
+        if not sep or method not in ("po", "adapo", "propo"):
+            raise UsageError(f"--model_dirs: {pair!r} is not po=DIR, adapo=DIR or propo=DIR")
+        model_dirs[method] = os.path.expanduser(path)
+    return parsed, model_dirs
+
+
+def peak_memory_reset():
+    """Reset the process's peak RSS (Linux: /proc/self/clear_refs); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process since the last reset, in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Runner:
+    """Loads each method's model once and synthesises with it; a model that cannot be loaded
+    makes the method 'missing' with the reason."""
+
+    def __init__(self, model_dirs):
+        self.model_dirs = model_dirs
+        self.loaded = {}
+
+    def model(self, name, strategy):
+        from tf_propo import methods
+
+        key = name
+        if key not in self.loaded:
+            try:
+                if name == "ot":
+                    self.loaded[key] = methods.load_optimal_transport(FLAGS.decoders)
+                elif name == "gatys":
+                    self.loaded[key] = None
+                else:
+                    if name not in self.model_dirs:
+                        raise UsageError(f"no --model_dirs={name}=DIR given")
+                    self.loaded[key] = methods.load_pseudo_optimizer(self.model_dirs[name],
+                                                                     name)
+            except UsageError as e:
+                self.loaded[key] = e
+        return self.loaded[key]
+
+    def run(self, name, strategy, target, evaluation, noise):
+        from tf_propo import methods
+
+        model = self.model(name, strategy)
+        if isinstance(model, UsageError):
+            raise model
+        if name == "gatys":
+            return methods.gatys(evaluation, noise, FLAGS.gatys_steps, progress=False)[:2]
+        if name == "ot":
+            return methods.optimal_transport(model, target, noise, FLAGS.seed, strategy)[:2]
+        return methods.pseudo_optimizer(model, target, FLAGS.size, FLAGS.samples,
+                                        FLAGS.seed)[:2]
+
+
+def _fmt(value, spec):
+    return "" if value is None else format(value, spec)
+
+
+def write_report(path, rows, command):
+    """report.md: means over targets per method, ratios to Gatys, then every row."""
+    import numpy as np
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    summary = {}
+    for method in methods:
+        mine = [r for r in ok if r["method"] == method]
+        if not mine:
+            continue
+        mean = lambda key: float(np.mean([r[key] for r in mine])) if all(  # noqa: E731
+            r[key] is not None for r in mine) else None
+        summary[method] = {k: mean(k) for k in ("loss_ratio", "diversity",
+                                                "seconds_per_texture", "peak_memory_mb")}
+        summary[method]["targets"] = len(mine)
+    gatys = summary.get("gatys")
+    lines = ["# Evaluation", "", f"Command: `{command}`", "",
+             "Means over targets. loss/noise: texture_loss / texture_loss of uniform noise "
+             "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
+             "better, diversity: higher, speed: Gatys' seconds over this method's).", "",
+             "| method | targets | loss/noise | loss × Gatys | diversity | diversity × Gatys "
+             "| s/texture | speed × Gatys | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for method, s in summary.items():
+        loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
+        div_vs = (s["diversity"] / gatys["diversity"]
+                  if gatys and s["diversity"] and gatys["diversity"] else None)
+        speed_vs = gatys["seconds_per_texture"] / s["seconds_per_texture"] if gatys else None
+        lines.append(f"| {method} | {s['targets']} | {_fmt(s['loss_ratio'], '.3g')} | "
+                     f"{_fmt(loss_vs, '.3g')} | {_fmt(s['diversity'], '.1f')} | "
+                     f"{_fmt(div_vs, '.2f')} | {_fmt(s['seconds_per_texture'], '.3g')} | "
+                     f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} |")
+    missing = [r for r in rows if r["status"] != "ok"]
+    if missing:
+        lines += ["", "Not run:", ""]
+        for reason in dict.fromkeys(f"- {r['method']}: {r['status']}" for r in missing):
+            lines.append(reason)
+    lines += ["", "Grids (grids/TARGET.png): one row per method that ran, in the order "
+              f"{', '.join(methods)}; each row: target | samples.", ""]
+    lines += ["## Per target", "", "| target | method | loss/noise | diversity | "
+              "s/texture | peak MB |", "|---|---|---|---|---|---|"]
+    for r in ok:
+        lines.append(f"| {r['target']} | {r['method']} | {_fmt(r['loss_ratio'], '.3g')} | "
+                     f"{_fmt(r['diversity'], '.1f')} | "
+                     f"{_fmt(r['seconds_per_texture'], '.3g')} | "
+                     f"{_fmt(r['peak_memory_mb'], '.0f')} |")
+    from tf_propo.files import atomic_write
+
+    atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    return summary
+
+
+def main(argv):
+    del argv
+    import shlex
+    import sys
+
+    import numpy as np
+
+    from tf_propo import image_io, metrics
+    from tf_propo.files import atomic_write
+    from tf_propo.progress import Progress
+
+    if not FLAGS.out:
+        raise UsageError("--out is required (a directory)")
+    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+        raise UsageError(f"--out={FLAGS.out} exists and is not a directory")
+    if FLAGS.size % 16:
+        raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
+    targets = _targets()
+    methods, model_dirs = _parse_methods()
+    images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
+              for path in targets}  # every target is read (and checked) before any work
+    runner = Runner(model_dirs)
+    progress = Progress(len(targets) * len(methods), "evaluate")
+    rows, grids = [], {}
+    for path, target in images.items():
+        name = os.path.basename(path)
+        evaluation = metrics.TextureMetrics(target)
+        noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
+        noise_loss = float(evaluation.texture_loss(noise).mean())
+        grid_rows = []
+        for spec, method, strategy in methods:
+            row = dict.fromkeys(COLUMNS)
+            row.update({"target": name, "method": spec, "samples": FLAGS.samples,
+                        "size": FLAGS.size, "noise_texture_loss": noise_loss})
+            peak_memory_reset()
+            try:
+                result, seconds = runner.run(method, strategy, target, evaluation, noise)
+            except UsageError as e:
+                row["status"] = f"missing ({e})"
+            else:
+                loss = float(evaluation.texture_loss(result).mean())
+                row.update({"status": "ok", "seconds_per_texture": seconds / FLAGS.samples,
+                            "texture_loss": loss, "loss_ratio": loss / noise_loss,
+                            "diversity": (evaluation.diversity(result)
+                                          if FLAGS.samples > 1 else None),
+                            "peak_memory_mb": peak_memory_mb()})
+                grid_rows.append(image_io.tile_horizontally(
+                    [image_io.resize_short_edge(target, FLAGS.size)] + list(result)))
+            rows.append(row)
+            progress.update()
+        if grid_rows:
+            grids[name] = grid_rows
+    os.makedirs(os.path.join(FLAGS.out, "grids"), exist_ok=True)
+    for name, grid_rows in grids.items():
+        width = max(g.shape[1] for g in grid_rows)
+        padded = [np.pad(g, [(0, 4), (0, width - g.shape[1]), (0, 0)], constant_values=1.0)
+                  for g in grid_rows]
+        image_io.write_image(os.path.join(FLAGS.out, "grids",
+                                          os.path.splitext(name)[0] + ".png"),
+                             np.concatenate(padded, axis=0)[:-4])
+
+    def write_csv(f):
+        import io
+
+        text = io.StringIO()
+        writer = csv.DictWriter(text, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        f.write(text.getvalue().encode())
+
+    atomic_write(os.path.join(FLAGS.out, "results.csv"), write_csv)
+    command = "python -m tf_propo.evaluate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summary = write_report(os.path.join(FLAGS.out, "report.md"), rows, command)
+    print(json.dumps({"out": os.path.abspath(FLAGS.out), "rows": len(rows),
+                      "summary": summary, "seconds": round(time.perf_counter()
+                                                           - progress.start, 1)}))
+
+
+if __name__ == "__main__":
+    cli.run(main)
