@@ -161,6 +161,7 @@ def _write_compact():
     try:
         weights = model_dirs.write_compact(tmp, model, config)
         size = os.path.getsize(weights)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a bundled model must be readable
         os.replace(tmp, FLAGS.out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

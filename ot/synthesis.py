@@ -17,7 +17,9 @@ from tf_propo.ot import linalg
 from tf_propo.ot import sliced
 
 STRATEGIES = ("cholesky", "eigh", "pca", "cdf", "sliced")
-DEFAULT_PASSES = 4
+# Rotations per layer for sliced / cdf: measured at 256² on two held-out textures, 3 passes
+# give the same loss as 4 (0.0288 vs 0.0293, 3.1e-4 vs 2.9e-4) in 1.95 s instead of 2.5 s.
+DEFAULT_PASSES = 3
 # Target feature rows kept per layer (a fixed random subset beyond this): the target's
 # distribution is estimated as well from 16k samples, and sorting it each pass costs 4× less
 # at relu1_1 of a 256² target.
@@ -120,14 +122,30 @@ def load(model_dir, passes=DEFAULT_PASSES):
     return OptimalTransportSynthesis(family, passes)
 
 
+# The bundled decoders (ot/weights/decoders, see ot/weights/README.md): the sha256 of their
+# weights.npz. The loader checks the file against config.json and config.json against this.
+BUNDLED_DECODERS_SHA256 = "b01a1b6b5cf2b0979e1c88d763d766e756f5b09f16440201e3eec40d6d165ab1"
+
+
 def bundled_decoders():
-    """The decoders shipped with the package (ot/weights/), or a clear error."""
+    """The decoders shipped with the package (ot/weights/decoders), or a clear error."""
+    import json
     import os
 
     from tf_propo.errors import UsageError
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "decoders")
-    if not os.path.exists(os.path.join(path, "config.json")):
-        raise UsageError("--method=ot needs trained decoders: pass --decoders=DIR (train them "
-                         "with python -m tf_propo.train --flagfile=configs/decoders.flags)")
+    config = os.path.join(path, "config.json")
+    if not os.path.exists(config):
+        raise UsageError("--method=ot needs trained decoders and this installation has none "
+                         "bundled: pass --decoders=DIR (train them with python -m "
+                         "tf_propo.train --flagfile=configs/decoders.flags)")
+    try:
+        with open(config) as f:
+            digest = json.load(f).get("weights_sha256")
+    except (OSError, ValueError):
+        digest = None
+    if digest != BUNDLED_DECODERS_SHA256:
+        raise UsageError(f"{config}: the bundled decoders were modified (weights sha256 "
+                         f"{digest}, expected {BUNDLED_DECODERS_SHA256})")
     return path

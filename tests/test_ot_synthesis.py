@@ -128,3 +128,34 @@ def test_bad_ot_input(tmp_path, normalized_weights):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert not (tmp_path / "o.png").exists()
+
+
+def test_bundled_decoders_make_textures(tmp_path, normalized_weights):
+    """The default `--method=ot` on the real, bundled decoders: every strategy far below the
+    issue's 0.2 loss/noise on a real photographic texture (128 px keeps it fast)."""
+    from tf_propo.ot.synthesis import BUNDLED_DECODERS_SHA256, bundled_decoders
+
+    config = json.loads(open(os.path.join(bundled_decoders(), "config.json")).read())
+    assert config["weights_sha256"] == BUNDLED_DECODERS_SHA256
+    for strategy in synthesis.STRATEGIES:
+        result = synthesize(f"--strategy={strategy}", "--size=128", "--seed=1",
+                            f"--out={tmp_path / (strategy + '.png')}")
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout.strip().splitlines()[-1])
+        assert record["loss_ratio"] < 0.05, (strategy, record["loss_ratio"])
+
+
+def test_modified_bundled_decoders_are_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from tf_propo.errors import UsageError
+
+    bundled = synthesis.bundled_decoders()
+    fake = tmp_path / "ot"
+    shutil.copytree(os.path.dirname(os.path.dirname(bundled)), fake / "x",
+                    ignore=shutil.ignore_patterns("weights.npz"))
+    config = fake / "x" / "weights" / "decoders" / "config.json"
+    config.write_text(config.read_text().replace(synthesis.BUNDLED_DECODERS_SHA256, "0" * 64))
+    monkeypatch.setattr(synthesis, "__file__", str(fake / "x" / "synthesis.py"))
+    with pytest.raises(UsageError, match="modified"):
+        synthesis.bundled_decoders()

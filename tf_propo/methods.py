@@ -75,7 +75,7 @@ def pseudo_optimizer(model, target, size, samples, seed):
     return stages[-1], seconds, {"warmup_seconds": round(warmup, 3), "stage_images": stages}
 
 
-def load_optimal_transport(decoders=None, passes=4):
+def load_optimal_transport(decoders=None, passes=3):
     from tf_propo.ot import synthesis
 
     return synthesis.load(decoders or synthesis.bundled_decoders(), passes)

@@ -53,7 +53,7 @@ flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "slic
                   "ot: how features are matched: covariance by cholesky / eigh / pca (one "
                   "step per layer), or sliced optimal transport with exact sorting (sliced) or "
                   "binned CDFs (cdf), --passes random rotations per layer.")
-flags.DEFINE_integer("passes", 4, "ot with sliced/cdf: random rotations per layer.",
+flags.DEFINE_integer("passes", 3, "ot with sliced/cdf: random rotations per layer.",
                      lower_bound=1)
 flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python -m "
                     "tf_propo.train --flagfile=configs/decoders.flags). Default: the decoders "

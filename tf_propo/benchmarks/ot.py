@@ -22,7 +22,7 @@ flags.DEFINE_string("decoders", None, "Trained decoders directory (default: the 
 flags.DEFINE_list("targets", None, "Target images (default: the bundled samples).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
 flags.DEFINE_list("strategies", ["cholesky", "eigh", "pca", "cdf", "sliced"], "Strategies.")
-flags.DEFINE_integer("passes", 4, "sliced/cdf: rotations per layer.", lower_bound=1)
+flags.DEFINE_integer("passes", 3, "sliced/cdf: rotations per layer.", lower_bound=1)
 flags.DEFINE_integer("repeats", 3, "Timed runs (median).", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Noise and rotation seed.")
 
