@@ -105,7 +105,7 @@ def _verify_saved_model(path, pipeline, target):
     import numpy as np
     import tensorflow as tf
 
-    from tf_propo.export import pipeline as pipelines
+    from tf_propo import po
 
     size = 64
     loaded = tf.saved_model.load(path)
@@ -114,7 +114,7 @@ def _verify_saved_model(path, pipeline, target):
         image=tf.constant(image), seed=tf.constant(0, tf.int64), size=tf.constant(size))
     served = served["texture"].numpy().astype(np.float32) / 255.0
     keras_image = pipeline({"target": tf.constant(image, tf.float32)[None] / 255.0,
-                            "noise": pipelines.noise_from_seed(0, size)})[0].numpy()
+                            "noise": po.start_noise(0, size)})[0].numpy()
     return _parity(served, keras_image, pipeline, target)
 
 
@@ -147,25 +147,15 @@ def _parity(exported, reference, pipeline, target):
 def _write_compact():
     """Rebuild the model of --model_dir, restore it, write config + float16 weights into a
     new directory (temp directory beside it, renamed at the end)."""
-    import shutil
-    import tempfile
-
     from tf_propo import model_dir as model_dirs
+    from tf_propo.files import atomic_directory
 
     config = model_dirs.load_config(FLAGS.model_dir)
     model = model_dirs.build_model(config)
     model_dirs.restore(FLAGS.model_dir, model)
-    parent = os.path.dirname(os.path.abspath(FLAGS.out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-compact-", dir=parent)
-    try:
-        weights = model_dirs.write_compact(tmp, model, config)
-        size = os.path.getsize(weights)
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a bundled model must be readable
-        os.replace(tmp, FLAGS.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    weights = atomic_directory(
+        FLAGS.out, lambda tmp: model_dirs.write_compact(tmp, model, config))
+    size = os.path.getsize(os.path.join(FLAGS.out, os.path.basename(weights)))
     return {"format": "compact", "model_dir": os.path.abspath(FLAGS.model_dir),
             "mode": config["mode"], "out": os.path.abspath(FLAGS.out), "bytes": size}
 

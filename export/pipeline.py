@@ -7,7 +7,7 @@
 
 The graph holds the VGG encoder, the Gram statistics, the closed-form feature gradients and
 every stage network: no gradient ops (only grad_mode="local" models export). The same noise as
-`python -m tf_propo.synthesize --seed=S` (one sample) comes from `noise_from_seed`, so an
+`python -m tf_propo.synthesize --seed=S` (one sample) comes from `po.start_noise`, so an
 exported model reproduces the command's texture.
 """
 
@@ -23,13 +23,6 @@ from tf_propo.errors import UsageError
 # 2048² texture through 5 stages of VGG needs ~6 GB).
 MAX_TARGET_SIDE = 4096
 MAX_SIZE = 2048
-
-
-def noise_from_seed(seed, size, samples=1):
-    """x[0]'s pre-sigmoid noise U(−1, 1), [samples, size, size, 3]: synthesize's noise."""
-    seed = tf.cast(seed, tf.int64)
-    return tf.random.stateless_uniform([samples, size, size, 3], tf.stack([seed, 0]),
-                                       minval=-1.0, maxval=1.0)
 
 
 def resize_short_edge(image, size):

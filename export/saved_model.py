@@ -14,14 +14,12 @@ Signatures (all tensors unbatched; one texture per request):
       -> texture uint8 [size, size, 3].
 """
 
-import os
-import shutil
-import tempfile
-
 import keras
 import tensorflow as tf
 
+from tf_propo import po
 from tf_propo.export import pipeline as pipelines
+from tf_propo.files import atomic_directory
 
 SIGNATURES = ("serving_default", "statistics", "from_statistics")
 
@@ -48,7 +46,7 @@ def _noise(seed, size):
                                        message=f"size must be <= {pipelines.MAX_SIZE}"),
     ]
     with tf.control_dependencies(checks):
-        return pipelines.noise_from_seed(seed, size)
+        return po.start_noise(seed, size)
 
 
 def _uint8(image):
@@ -94,16 +92,5 @@ def build_archive(pipeline):
 
 
 def write_saved_model(pipeline, path):
-    """Write the SavedModel to directory `path` atomically (a temp directory beside it, then
-    renamed): a failure leaves nothing at `path`."""
-    if os.path.exists(path):
-        raise FileExistsError(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=parent)
-    try:
-        build_archive(pipeline).write_out(tmp, verbose=False)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Write the SavedModel to directory `path` atomically: a failure leaves nothing there."""
+    atomic_directory(path, lambda tmp: build_archive(pipeline).write_out(tmp, verbose=False))

@@ -116,29 +116,28 @@ class Runner:
         self.model_dirs = model_dirs
         self.loaded = {}
 
-    def model(self, name, strategy):
+    def model(self, name):
         from tf_propo import methods
 
-        key = name
-        if key not in self.loaded:
+        if name not in self.loaded:
             try:
                 if name == "ot":
-                    self.loaded[key] = methods.load_optimal_transport(FLAGS.decoders)
+                    self.loaded[name] = methods.load_optimal_transport(FLAGS.decoders)
                 elif name == "gatys":
-                    self.loaded[key] = None
+                    self.loaded[name] = None
                 else:
                     if name not in self.model_dirs:
                         raise UsageError(f"no --model_dirs={name}=DIR given")
-                    self.loaded[key] = methods.load_pseudo_optimizer(self.model_dirs[name],
+                    self.loaded[name] = methods.load_pseudo_optimizer(self.model_dirs[name],
                                                                      name)
             except UsageError as e:
-                self.loaded[key] = e
-        return self.loaded[key]
+                self.loaded[name] = e
+        return self.loaded[name]
 
     def run(self, name, strategy, target, evaluation, noise):
         from tf_propo import methods
 
-        model = self.model(name, strategy)
+        model = self.model(name)
         if isinstance(model, UsageError):
             raise model
         if name == "gatys":

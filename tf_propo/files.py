@@ -1,6 +1,7 @@
 """Atomic file writing: readers never see a half-written file, a failure leaves none."""
 
 import os
+import shutil
 import tempfile
 
 
@@ -18,6 +19,24 @@ def atomic_write(path, write, suffix=""):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_directory(path, write):
+    """Call write(tmp_dir) on a new temp directory beside `path`, then rename it to `path`
+    (which must not exist); returns write's result. A failure leaves nothing behind."""
+    if os.path.exists(path):
+        raise FileExistsError(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        result = write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give what mkdir would
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
 
 
 def _umask():

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_propo import model_dir as model_dirs
+from tf_propo import po
 from tf_propo import texture
 from tf_propo import weights
 from tf_propo.errors import UsageError
@@ -57,8 +58,7 @@ def pseudo_optimizer(model, target, size, samples, seed):
     if size % 16:
         raise UsageError(f"--size={size}: pseudo optimizers need a multiple of 16")
     layers = model.all_layers
-    pre = tf.random.stateless_uniform([samples, size, size, 3], [seed, 0], minval=-1.0,
-                                      maxval=1.0)
+    pre = po.start_noise(seed, size, samples)
 
     @tf.function
     def run(target_image, pre):

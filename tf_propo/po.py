@@ -32,6 +32,15 @@ from tf_propo import vgg
 GRAD_MODES = ("local", "total")
 
 
+def start_noise(seed, size, samples=1):
+    """x[0]'s pre-sigmoid image U(−1, 1), [samples, size, size, 3], from `seed`: the noise of
+    `synthesize --seed` and of the exported models, so both give the same texture."""
+    seed = tf.cast(seed, tf.int64)
+    return tf.random.stateless_uniform([samples, size, size, 3],
+                                       tf.stack([seed, tf.constant(0, tf.int64)]),
+                                       minval=-1.0, maxval=1.0)
+
+
 def stage_layers(stages, layers=texture.TEXTURE_LAYERS):
     """ProPO's layer sets: stage s uses the first min(s + 1, L) layers; one stage uses all."""
     layers = tuple(layers)
