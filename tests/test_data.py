@@ -57,3 +57,31 @@ def test_tfds_source_with_mock_data():
     assert batch["target"].shape == (2, 32, 32, 3)
     with pytest.raises(UsageError, match="tfds:no_such_dataset"):
         data.texture_dataset("tfds:no_such_dataset", 32, 2)
+
+
+def test_numpy_batch_is_a_function_of_seed_and_step_and_crops_the_images():
+    images = [np.arange(40 * 50 * 3, dtype=np.uint8).reshape(40, 50, 3),
+              np.full((36, 36, 3), 200, np.uint8)]
+    a = data.numpy_batch(images, 32, 4, seed=1, step=7)
+    b = data.numpy_batch(images, 32, 4, seed=1, step=7)
+    c = data.numpy_batch(images, 32, 4, seed=1, step=8)
+    for key in ("target", "pre"):
+        np.testing.assert_array_equal(a[key], b[key])
+        assert a[key].shape == (4, 32, 32, 3) and a[key].dtype == np.float32
+        assert not np.array_equal(a[key], c[key])
+    assert -1 <= a["pre"].min() and a["pre"].max() <= 1
+    # Every target is a (possibly mirrored) window of one of the images.
+    for crop in np.concatenate([a["target"], c["target"]]):
+        crop = np.round(crop * 255).astype(np.uint8)
+        found = any(np.array_equal(window, crop) or np.array_equal(window[:, ::-1], crop)
+                    for image in images
+                    for top in range(image.shape[0] - 31) for left in range(image.shape[1] - 31)
+                    for window in [image[top:top + 32, left:left + 32]])
+        assert found
+
+
+def test_local_training_images_refuses_small_images_and_bad_crops():
+    with pytest.raises(UsageError, match="multiple of 16"):
+        data.local_training_images(SAMPLES, 40, 64)
+    with pytest.raises(UsageError, match="larger than"):
+        data.local_training_images(SAMPLES, 80, 64)

@@ -104,3 +104,48 @@ def test_diversity_matches_numpy():
                         for i, j in pairs])
     np.testing.assert_allclose(float(texture.diversity(f)), expected, rtol=1e-5)
     assert float(texture.diversity(np.repeat(f[:1], 3, axis=0))) == 0.0
+
+
+def np_sliced_wasserstein(f, t, directions):
+    b = f.shape[0]
+    out = []
+    for i in range(b):
+        a = np.sort(f[i].reshape(-1, f.shape[-1]).astype(np.float64) @ directions, axis=0)
+        c = np.sort(t[i].reshape(-1, t.shape[-1]).astype(np.float64) @ directions, axis=0)
+        out.append(np.mean((a - c) ** 2))
+    return np.array(out)
+
+
+def test_sliced_wasserstein_matches_numpy_and_ignores_positions():
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(2, 6, 5, 4)).astype(np.float32)
+    t = rng.normal(1.0, 2.0, size=(2, 6, 5, 4)).astype(np.float32)
+    directions = texture.sliced_directions(4, 7, seed=2)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=0), 1.0, rtol=1e-6)
+    target_sorted = texture.sorted_projections(t, directions)
+    got = np.asarray(texture.sliced_wasserstein(f, target_sorted, directions))
+    np.testing.assert_allclose(got, np_sliced_wasserstein(f, t, directions), rtol=1e-4)
+    # A distribution distance: the same values at other positions are at distance 0.
+    shuffled = t.reshape(2, 30, 4)[:, rng.permutation(30)].reshape(t.shape)
+    np.testing.assert_allclose(
+        np.asarray(texture.sliced_wasserstein(shuffled, target_sorted, directions)), 0.0,
+        atol=1e-10)
+
+
+def test_a_blob_costs_more_in_the_sliced_term_than_in_the_gram_loss():
+    """Why the sliced term exists: a few extreme values can lower a Gram difference while
+    they raise the distribution distance."""
+    rng = np.random.default_rng(4)
+    target = np.abs(rng.normal(0.5, 0.2, size=(1, 16, 16, 2))).astype(np.float32)
+    dimmed = target * 0.9
+    blob = dimmed.copy()
+    # Four extreme positions per channel restore the channels' second moments.
+    deficit = (target ** 2).sum(axis=(0, 1, 2)) - (dimmed ** 2).sum(axis=(0, 1, 2))
+    blob[0, :2, :2] = np.sqrt((blob[0, :2, :2] ** 2).sum(axis=(0, 1)) / 4 + deficit / 4)
+    gram = lambda x: float(texture.layer_texture_loss(  # noqa: E731
+        texture.gram_matrix(x), texture.gram_matrix(target))[0])
+    directions = texture.sliced_directions(2, 8)
+    target_sorted = texture.sorted_projections(target, directions)
+    sliced = lambda x: float(texture.sliced_wasserstein(x, target_sorted, directions)[0])  # noqa
+    assert gram(blob) < gram(dimmed)
+    assert sliced(blob) > sliced(dimmed)

@@ -42,13 +42,16 @@ def checkpoint_values(model_dir):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, normalized_weights):
-    """The smoke run straight through, and the same run interrupted after a checkpoint."""
-    root = tmp_path_factory.mktemp("runs")
+    return straight_and_resumed(train, tmp_path_factory.mktemp("runs"))
+
+
+def straight_and_resumed(run, root):
+    """The smoke run straight through, and the same run interrupted after step 3 and resumed:
+    (straight dir, resumed dir, {straight, first, second: JSON lines; second_stderr})."""
     straight, resumed = root / "straight", root / "resumed"
-    results = {"straight": last_json(train(f"--model_dir={straight}"))}
-    first = train(f"--model_dir={resumed}", "--run_steps=3")
-    results["first"] = last_json(first)
-    second = train(f"--model_dir={resumed}")
+    results = {"straight": last_json(run(f"--model_dir={straight}"))}
+    results["first"] = last_json(run(f"--model_dir={resumed}", "--run_steps=3"))
+    second = run(f"--model_dir={resumed}")
     results["second"] = last_json(second)
     results["second_stderr"] = second.stderr
     return straight, resumed, results
@@ -124,7 +127,7 @@ def test_bad_model_dirs_for_synthesis(tmp_path, trained):
     (tmp_path / "corrupt" / "config.json").write_text("{not json")
     cases = [
         (["--method=adapo", f"--model_dir={straight}"], "holds a propo model"),
-        (["--method=propo"], "needs --model_dir"),
+        (["--method=adapo"], "needs --model_dir"),  # propo alone: the bundled model
         (["--method=propo", f"--model_dir={tmp_path / 'nope'}"], "no such directory"),
         (["--method=propo", f"--model_dir={tmp_path / 'corrupt'}"], "corrupt model"),
         (["--method=propo", f"--model_dir={straight}", "--size=40"], "multiple of 16"),
@@ -138,7 +141,8 @@ def test_bad_model_dirs_for_synthesis(tmp_path, trained):
         assert not out.exists()
 
 
-@pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6)])
+@pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6),
+                                        ("gpu", 20000)])
 def test_config_flagfiles_parse(name, steps):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import tf_propo.train as t; from absl import flags; "

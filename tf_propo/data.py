@@ -10,11 +10,14 @@ Order is a pure function of (seed, sample index): the crop and the noise of samp
 stateless random ops seeded by (seed, i), and the image sequence from a seeded shuffle, so a
 resumed run (`start` = samples already seen) continues with exactly the data it would have
 seen.
+
+numpy_batch is the same sampling without TensorFlow (crops, flips and noise from NumPy's
+generator seeded by (seed, step)), for Keras' JAX backend (tf_propo.train_jax).
 """
 
 import os
 
-import tensorflow as tf
+import numpy as np
 
 from tf_propo import image_io
 from tf_propo.errors import UsageError
@@ -59,6 +62,7 @@ def load_local_images(spec, resize, holdout=0):
 
 
 def _tfds_images(name, resize, split="train"):
+    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     try:
@@ -82,6 +86,11 @@ def _tfds_images(name, resize, split="train"):
     return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def check_crop_size(crop_size):
+    if crop_size % 16:
+        raise UsageError(f"--crop_size={crop_size} must be a multiple of 16")
+
+
 def _check_crop(images, crop_size, origin):
     small = [(i, im.shape) for i, im in enumerate(images) if min(im.shape[:2]) < crop_size]
     if small:
@@ -95,15 +104,15 @@ def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
     """A repeating dataset of {"target": [B, crop, crop, 3] float32 in [0, 1],
     "pre": [B, crop, crop, 3] float32 in [−1, 1]}; `start` samples are skipped (resume);
     with a folder, `holdout` leaves every holdout-th image out (split_holdout)."""
-    if crop_size % 16:
-        raise UsageError(f"--crop_size={crop_size} must be a multiple of 16")
+    import tensorflow as tf
+
+    check_crop_size(crop_size)
     if targets.startswith("tfds:"):
         if resize and crop_size > resize:
             raise UsageError(f"--crop_size={crop_size} is larger than --resize={resize}")
         images = _tfds_images(targets[len("tfds:"):], resize)
     else:
-        arrays, paths = load_local_images(targets, resize, holdout)
-        _check_crop(arrays, crop_size, paths)
+        arrays = local_training_images(targets, crop_size, resize, holdout)
         images = tf.data.Dataset.from_generator(
             lambda: iter(arrays), output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
         shuffle_buffer = min(shuffle_buffer, len(arrays))
@@ -121,3 +130,26 @@ def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
     dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
+
+def local_training_images(targets, crop_size, resize, holdout=0):
+    """load_local_images, checked to be at least `crop_size` on each side."""
+    check_crop_size(crop_size)
+    arrays, paths = load_local_images(targets, resize, holdout)
+    _check_crop(arrays, crop_size, paths)
+    return arrays
+
+
+def numpy_batch(images, crop_size, batch_size, seed, step):
+    """Batch number `step` as NumPy arrays {"target": [B, crop, crop, 3] float32 in [0, 1],
+    "pre": [B, crop, crop, 3] float32 in [−1, 1]}: a random image, crop and flip per sample, a
+    pure function of (seed, step) so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, step])
+    targets = np.empty((batch_size, crop_size, crop_size, 3), np.float32)
+    for i in range(batch_size):
+        image = images[rng.integers(len(images))]
+        top = rng.integers(image.shape[0] - crop_size + 1)
+        left = rng.integers(image.shape[1] - crop_size + 1)
+        crop = image[top:top + crop_size, left:left + crop_size]
+        targets[i] = (crop[:, ::-1] if rng.integers(2) else crop) / np.float32(255.0)
+    pre = rng.uniform(-1.0, 1.0, targets.shape).astype(np.float32)
+    return {"target": targets, "pre": pre}

@@ -15,8 +15,6 @@ import hashlib
 import json
 import os
 
-import tensorflow as tf
-
 from tf_propo import po
 from tf_propo import weights
 from tf_propo.errors import UsageError
@@ -109,6 +107,8 @@ def build_model(config):
 def checkpoint(model, **extra):
     """The trackable state of a model: its trained networks (plus optimizer/step in
     training), under "stages" for pseudo optimizers and "decoders" for the OT decoders."""
+    import tensorflow as tf  # only here and in restore: train_jax writes compact dirs
+
     group = "stages" if isinstance(model, po.ProgressiveOptimizer) else "decoders"
     return tf.train.Checkpoint(**{group: model.networks}, **extra)
 
@@ -161,9 +161,12 @@ def _restore_compact(model_dir, model, config):
 def restore(model_dir, model):
     """Restore the trained weights into `model` from the latest checkpoint or, in a compact
     model directory, from weights.npz; returns the path used."""
+    has_checkpoints = os.path.exists(os.path.join(model_dir, "checkpoint"))
+    if not has_checkpoints and os.path.exists(os.path.join(model_dir, COMPACT_WEIGHTS)):
+        return _restore_compact(model_dir, model, load_config(model_dir))  # without TF
+    import tensorflow as tf
+
     latest = tf.train.latest_checkpoint(model_dir)
-    if latest is None and os.path.exists(os.path.join(model_dir, COMPACT_WEIGHTS)):
-        return _restore_compact(model_dir, model, load_config(model_dir))
     if latest is None:
         raise UsageError(f"--model_dir={model_dir}: no checkpoint yet (is training still at "
                          "its first steps?)")
@@ -172,3 +175,21 @@ def restore(model_dir, model):
     except (tf.errors.OpError, AssertionError, ValueError) as e:
         raise UsageError(f"{latest}: cannot restore ({str(e).splitlines()[0]})") from None
     return latest
+
+
+def verified_bundle(path, expected_sha256, what):
+    """`path`, a compact model directory shipped with the package, after checking that its
+    config.json names the pinned weights (weights.npz is checked against config.json on
+    load); a clear error if it is missing or was modified."""
+    config = os.path.join(path, CONFIG)
+    if not os.path.exists(config):
+        raise UsageError(f"this installation has no bundled {what} ({path} is missing)")
+    try:
+        with open(config) as f:
+            digest = json.load(f).get("weights_sha256")
+    except (OSError, ValueError):
+        digest = None
+    if digest != expected_sha256:
+        raise UsageError(f"{config}: the bundled {what} were modified (weights sha256 "
+                         f"{digest}, expected {expected_sha256})")
+    return path

@@ -21,10 +21,14 @@ pre ← pre + Δ. The stage inputs are the closed-form per-layer gradients ∂L_
 (texture.feature_gradient, grad_mode "local": no gradient ops, so the model exports) or the
 total derivative through the deeper layers by autodiff (grad_mode "total", the authors'
 choice; it needs a gradient tape inside the forward pass).
+
+The models are written in keras.ops and import TensorFlow only where they need it (the
+seeded noise of the exported graphs, grad_mode "total"), so Keras' JAX backend can train
+them too (tf_propo.train_jax).
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from tf_propo import texture
 from tf_propo import vgg
@@ -35,6 +39,8 @@ GRAD_MODES = ("local", "total")
 def start_noise(seed, size, samples=1):
     """x[0]'s pre-sigmoid image U(−1, 1), [samples, size, size, 3], from `seed`: the noise of
     `synthesize --seed` and of the exported models, so both give the same texture."""
+    import tensorflow as tf
+
     seed = tf.cast(seed, tf.int64)
     return tf.random.stateless_uniform([samples, size, size, 3],
                                        tf.stack([seed, tf.constant(0, tf.int64)]),
@@ -185,10 +191,12 @@ class ProgressiveOptimizer(keras.Model):
 
     def _gradients(self, pre, layers, target_grams):
         """(features at x = sigmoid(pre), {layer: ∂L/∂F} on `layers`)."""
-        image = tf.sigmoid(pre)
+        image = ops.sigmoid(pre)
         if self.grad_mode == "local":
             features = self.features(image, layers)
             return features, texture.feature_gradients(features, target_grams, layers)
+        import tensorflow as tf
+
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(image)
             features = self.features(image, layers)
@@ -198,9 +206,9 @@ class ProgressiveOptimizer(keras.Model):
         return features, {k: tf.cast(v, tf.float32) for k, v in grads.items()}
 
     def call(self, inputs, training=False):
-        pre = tf.cast(inputs["pre"], tf.float32)
+        pre = ops.cast(inputs["pre"], "float32")
         target_grams = inputs["target_grams"]
-        images = [tf.sigmoid(pre)]
+        images = [ops.sigmoid(pre)]
         losses, layer_losses = [], []
         features, grads = self._gradients(pre, self.layer_sets[0], target_grams)
         for s, stage in enumerate(self.stages):
@@ -211,7 +219,7 @@ class ProgressiveOptimizer(keras.Model):
                 else:
                     features, grads = self._gradients(pre, layers, target_grams)
             pre = pre + stage(grads, training=training)
-            images.append(tf.sigmoid(pre))
+            images.append(ops.sigmoid(pre))
             # One VGG pass serves stage s's loss and stage s+1's inputs.
             features = self.features(images[-1], self._pass_layers(s))
             loss, per_layer = texture.texture_loss(features, target_grams, layers)

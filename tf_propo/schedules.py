@@ -1,7 +1,7 @@
 """Learning-rate schedules for training."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -14,9 +14,9 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.total = int(total)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = ops.cast(step, "float32")
         span = float(max(self.total - self.decay_start, 1))
-        fraction = tf.clip_by_value((step - self.decay_start) / span, 0.0, 1.0)
+        fraction = ops.clip((step - self.decay_start) / span, 0.0, 1.0)
         return self.learning_rate * (1.0 - fraction)
 
     def get_config(self):

@@ -13,10 +13,12 @@ dominate and pixel optimisation stalls. Everything here is computed in float32 w
 Keras dtype policy: bfloat16 Grams lose the small differences the loss is made of.
 
 Features are [B, H, W, C] tensors; Grams [B, C, C]. A target Gram may have batch 1 and
-broadcast over a batch of images.
+broadcast over a batch of images. Written in keras.ops, so the same functions serve the
+TensorFlow graphs (training, export) and Keras' JAX backend (train_jax, on hosts where
+TensorFlow has no GPU build).
 """
 
-import tensorflow as tf
+from keras import ops
 
 # The authors' "conv1_1 (after ReLU), pool1 .. pool4" on the average-pooling VGG19.
 TEXTURE_LAYERS = ("relu1_1", "pool1", "pool2", "pool3", "pool4")
@@ -28,10 +30,10 @@ DIVERSITY_LAYER = "relu4_1"
 
 def gram_matrix(features):
     """[B, H, W, C] -> [B, C, C], Fᵀ F / (H·W), in float32."""
-    features = tf.cast(features, tf.float32)
-    shape = tf.shape(features)
-    positions = tf.cast(shape[1] * shape[2], tf.float32)
-    return tf.einsum("bhwc,bhwd->bcd", features, features) / positions
+    features = ops.cast(features, "float32")
+    shape = ops.shape(features)
+    positions = ops.cast(shape[1] * shape[2], "float32")
+    return ops.einsum("bhwc,bhwd->bcd", features, features) / positions
 
 
 def gram_matrices(features, layers=TEXTURE_LAYERS):
@@ -41,15 +43,15 @@ def gram_matrices(features, layers=TEXTURE_LAYERS):
 
 def layer_texture_loss(gram, target_gram, coefficient=LAYER_COEFFICIENT):
     """(coef / 4) · mean((G − Ĝ)²) over the C×C entries: one value per sample, [B]."""
-    difference = tf.cast(gram, tf.float32) - tf.cast(target_gram, tf.float32)
-    return coefficient / 4.0 * tf.reduce_mean(tf.square(difference), axis=[-2, -1])
+    difference = ops.cast(gram, "float32") - ops.cast(target_gram, "float32")
+    return coefficient / 4.0 * ops.mean(ops.square(difference), axis=[-2, -1])
 
 
 def texture_loss(features, target_grams, layers=TEXTURE_LAYERS):
     """(total [B], {layer: [B]}) of features against target Grams on `layers`."""
     per_layer = {layer: layer_texture_loss(gram_matrix(features[layer]), target_grams[layer])
                  for layer in layers}
-    return tf.add_n(list(per_layer.values())), per_layer
+    return sum(per_layer.values()), per_layer
 
 
 def feature_gradient(features, target_gram, coefficient=LAYER_COEFFICIENT):
@@ -58,13 +60,13 @@ def feature_gradient(features, target_gram, coefficient=LAYER_COEFFICIENT):
     From L_l = w ‖FᵀF/N − Ĝ‖²_F with w = coef / (4C²): ∂L_l/∂F = (4w/N) F (G − Ĝ). No autodiff,
     so graphs that use it (the pseudo optimizers, exported models) have no gradient ops.
     """
-    features = tf.cast(features, tf.float32)
-    shape = tf.shape(features)
-    positions = tf.cast(shape[1] * shape[2], tf.float32)
-    num_channels = tf.cast(shape[3], tf.float32)
-    difference = gram_matrix(features) - tf.cast(target_gram, tf.float32)
+    features = ops.cast(features, "float32")
+    shape = ops.shape(features)
+    positions = ops.cast(shape[1] * shape[2], "float32")
+    num_channels = ops.cast(shape[3], "float32")
+    difference = gram_matrix(features) - ops.cast(target_gram, "float32")
     scale = coefficient / (num_channels * num_channels * positions)
-    return scale * tf.einsum("bhwc,bcd->bhwd", features, difference)
+    return scale * ops.einsum("bhwc,bcd->bhwd", features, difference)
 
 
 def feature_gradients(features, target_grams, layers=TEXTURE_LAYERS):
@@ -75,9 +77,39 @@ def feature_gradients(features, target_grams, layers=TEXTURE_LAYERS):
 def diversity(features):
     """E_{i≠j} mean over positions of Σ_c |F_i − F_j| for a batch of K ≥ 2 samples [K,H,W,C]
     of one target. Higher means the samples differ more."""
-    features = tf.cast(features, tf.float32)
-    count = tf.shape(features)[0]
-    distances = tf.reduce_mean(
-        tf.reduce_sum(tf.abs(features[:, None] - features[None, :]), axis=-1), axis=[-2, -1])
-    pairs = tf.cast(count * (count - 1), tf.float32)
-    return tf.reduce_sum(distances) / pairs
+    features = ops.cast(features, "float32")
+    count = ops.shape(features)[0]
+    pairwise = ops.expand_dims(features, 1) - ops.expand_dims(features, 0)
+    distances = ops.mean(ops.sum(ops.abs(pairwise), axis=-1), axis=[-2, -1])
+    pairs = ops.cast(count * (count - 1), "float32")
+    return ops.sum(distances) / pairs
+
+
+def sliced_directions(channels, count, seed=0):
+    """`count` fixed random unit directions [channels, count] (float32), for
+    sliced_wasserstein; the same for a given (channels, count, seed)."""
+    import numpy as np
+
+    directions = np.random.default_rng(seed).standard_normal((channels, count))
+    return (directions / np.linalg.norm(directions, axis=0, keepdims=True)).astype(np.float32)
+
+
+def sorted_projections(features, directions):
+    """[B, H·W, K]: each sample's features projected on `directions` [C, K], sorted over
+    positions (a target's can be computed once and reused)."""
+    features = ops.cast(features, "float32")
+    shape = ops.shape(features)
+    flat = ops.reshape(features, (shape[0], -1, shape[-1]))
+    return ops.sort(ops.swapaxes(ops.matmul(flat, directions), 1, 2), axis=-1)
+
+
+def sliced_wasserstein(features, target_sorted, directions):
+    """Sliced W2² per sample [B] between the distribution of `features` [B, H, W, C] over
+    positions and the target's (sorted_projections of a target of the same size): the mean over
+    directions and quantiles of the squared difference of sorted projections.
+
+    A Gram matrix can be matched by a few extreme values (a dark blob matches a dark
+    texture's second moments); a distribution cannot, which is why a sliced term beside the
+    Gram loss keeps trained pseudo optimizers from making such blobs."""
+    difference = sorted_projections(features, directions) - ops.cast(target_sorted, "float32")
+    return ops.mean(ops.square(difference), axis=[1, 2])

@@ -70,6 +70,10 @@ flags.DEFINE_integer("convs", 2, "decoders: 3x3 convolutions per decoder block."
                      lower_bound=1)
 flags.DEFINE_float("feature_weight", 1.0, "decoders: weight of the feature reconstruction "
                    "loss beside the pixel loss.", lower_bound=0.0)
+flags.DEFINE_float("sliced_weight", 0.0, "po/adapo/propo: weight of a sliced Wasserstein "
+                   "term per stage on the pixels and the first texture layer, beside the Gram "
+                   "loss (0: the authors' objective). Keeps the networks from matching Grams "
+                   "with a few dark or bright blobs.", lower_bound=0.0)
 flags.DEFINE_enum("grad_mode", "local", ("local", "total"), "Stage inputs: local = closed-form "
                   "per-layer gradient (exports without gradient ops); total = the authors' "
                   "total derivative by autodiff (double backprop).")
@@ -95,7 +99,7 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
                   "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
                   "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
-                  "distribution", "width", "convs", "feature_weight", "grad_mode", "po_padding",
+                  "distribution", "width", "convs", "feature_weight", "sliced_weight", "grad_mode", "po_padding",
                   "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
 
@@ -132,6 +136,10 @@ def flags_text():
             value = ",".join(value)
         lines.append(f"--{name}={value}")
     return "\n".join(lines) + "\n"
+
+
+def objective_options(config):
+    return {} if config["mode"] == "decoders" else {"sliced_weight": FLAGS.sliced_weight}
 
 
 def make_strategy(name):
@@ -220,7 +228,7 @@ def main(argv):
     model_dir.save_config(FLAGS.model_dir, config, flags_text())
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     objective = (DecoderObjective if config["mode"] == "decoders"
-                 else PseudoOptimizerObjective)(model)
+                 else PseudoOptimizerObjective)(model, **objective_options(config))
 
     def replica_step(batch):
         prepared = objective.prepare(batch)  # outside the tape: no variable depends on it
@@ -289,40 +297,75 @@ def main(argv):
 
 
 class PseudoOptimizerObjective:
-    """po / adapo / propo: the sum over stages of each stage's texture loss."""
+    """po / adapo / propo: the sum over stages of each stage's texture loss, plus with
+    `sliced_weight` > 0 a sliced Wasserstein term per stage on the pixels and on the first
+    texture layer (texture.sliced_wasserstein: no matching Grams with a few extreme blobs).
+    In keras.ops: train_jax uses it too."""
 
     PREVIEW = "noise_stages_target"
+    SLICED_DIRECTIONS = 32
 
-    def __init__(self, model):
+    def __init__(self, model, sliced_weight=0.0):
+        from tf_propo import texture, vgg
+
         self.model = model
+        self.sliced_weight = float(sliced_weight)
+        self.sliced_layer = model.layer_sets[0][0]  # the shallowest: cheap, in every pass
+        self.directions = {
+            "pixels": texture.sliced_directions(3, self.SLICED_DIRECTIONS),
+            "features": texture.sliced_directions(vgg.channels(self.sliced_layer),
+                                                  self.SLICED_DIRECTIONS)}
+
+    def _sliced_inputs(self, image):
+        """{"pixels": image, "features": its first-layer features}."""
+        features = self.model.features(image, self.model.layer_sets[0])[self.sliced_layer]
+        return {"pixels": image, "features": features}
 
     def prepare(self, batch):
+        """The target's Grams (and sorted projections, for the sliced term)."""
         from tf_propo import texture
 
         layers = self.model.all_layers
-        return texture.gram_matrices(self.model.features(batch["target"], layers), layers)
+        prepared = {"grams": texture.gram_matrices(
+            self.model.features(batch["target"], layers), layers)}
+        if self.sliced_weight:
+            prepared["sorted"] = {
+                k: texture.sorted_projections(v, self.directions[k])
+                for k, v in self._sliced_inputs(batch["target"]).items()}
+        return prepared
 
-    def _forward(self, batch, grams, training):
-        return self.model({"pre": batch["pre"], "target_grams": grams}, training=training)
+    def _forward(self, batch, prepared, training):
+        return self.model({"pre": batch["pre"], "target_grams": prepared["grams"]},
+                          training=training)
 
-    def loss(self, batch, grams):
-        import tensorflow as tf
+    def loss(self, batch, prepared):
+        from keras import ops
 
-        out = self._forward(batch, grams, training=True)
-        stage_losses = [tf.reduce_mean(loss) for loss in out["losses"]]
-        total = tf.add_n(stage_losses)
-        scalars = {"loss/total": total}
+        from tf_propo import texture
+
+        out = self._forward(batch, prepared, training=True)
+        stage_losses = [ops.mean(loss) for loss in out["losses"]]
+        total = sum(stage_losses)
+        scalars = {}
         scalars.update({f"loss/stage{s}": v for s, v in enumerate(stage_losses)})
-        scalars.update({f"layer_loss/stage{s}/{k}": tf.reduce_mean(v)
+        scalars.update({f"layer_loss/stage{s}/{k}": ops.mean(v)
                         for s, per in enumerate(out["layer_losses"]) for k, v in per.items()})
+        if self.sliced_weight:
+            for s, image in enumerate(out["images"][1:]):
+                for k, v in self._sliced_inputs(image).items():
+                    distance = ops.mean(texture.sliced_wasserstein(
+                        v, prepared["sorted"][k], self.directions[k]))
+                    scalars[f"sliced/stage{s}/{k}"] = distance
+                    total = total + self.sliced_weight * distance
+        scalars["loss/total"] = total
         return total, scalars
 
     def preview(self, batch):
         """noise x[0] | x[1] .. x[K] | target, one row."""
-        import tensorflow as tf
+        from keras import ops
 
         out = self._forward(batch, self.prepare(batch), training=False)
-        return tf.concat(out["images"] + [batch["target"]], axis=2)
+        return ops.concatenate(out["images"] + [batch["target"]], axis=2)
 
     def summary(self, scalars):
         stages = len(self.model.stages)

@@ -1,0 +1,103 @@
+"""tf_propo.train_jax (Keras' JAX backend, on the CPU here): the smoke config end to end, exact
+resume, fine-tuning with the sliced term from another model, the result loaded by the
+TensorFlow commands, and the flags it refuses."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.test_train import SMOKE, last_json, straight_and_resumed, synthesize
+
+pytest.importorskip("jax", reason="train_jax needs JAX (the test extra installs it)")
+
+
+def train_jax(*args):
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    return subprocess.run([sys.executable, "-m", "tf_propo.train_jax", f"--flagfile={SMOKE}",
+                           f"--targets={SAMPLES}", *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def state(model_dir):
+    with np.load(os.path.join(model_dir, "state.npz")) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, normalized_weights):
+    return straight_and_resumed(train_jax, tmp_path_factory.mktemp("jax_runs"))
+
+
+def test_smoke_run_writes_a_compact_model_dir(runs):
+    straight, _, results = runs
+    record = results["straight"]
+    assert record["step"] == 6 and record["backend"] == "cpu"
+    assert len(record["stage_losses"]) == 2 and all(np.isfinite(record["stage_losses"]))
+    names = set(os.listdir(straight))
+    assert {"config.json", "flags.txt", "weights.npz", "state.npz", "metrics.jsonl",
+            "previews"} <= names
+    assert not any(n.startswith("ckpt-") for n in names)
+    metrics = [json.loads(line) for line in open(straight / "metrics.jsonl")]
+    assert [m["step"] for m in metrics] == [2, 4, 6]
+    assert metrics[-1]["learning_rate"] == 0.0  # the linear decay reached its end
+    assert sorted(os.listdir(straight / "previews")) == ["step0000003.png", "step0000006.png"]
+
+
+def test_resumed_run_equals_the_straight_run(runs):
+    straight, resumed, results = runs
+    assert results["first"]["step"] == 3 and results["second"]["step"] == 6
+    assert "resuming" in results["second_stderr"] and "step 3/6" in results["second_stderr"]
+    a, b = state(straight), state(resumed)
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:  # same init, same batches (a function of seed and step), same updates
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_tensorflow_loads_and_synthesises_with_the_jax_model(runs, tmp_path):
+    from tf_propo import methods
+
+    straight, _, _ = runs
+    model, _ = methods.load_pseudo_optimizer(str(straight), "propo")
+    trained = state(straight)
+    kernel = model.stages[0].get_layer("relu1_1_in1").kernel.numpy()
+    # float16 in the compact weights: equal to the float32 state up to that rounding.
+    assert any(np.allclose(kernel, v, rtol=2e-3, atol=1e-4) for k, v in trained.items()
+               if k.startswith("trainable/") and v.shape == kernel.shape)
+    out = tmp_path / "t.png"
+    record = last_json(synthesize("--method=propo", f"--model_dir={straight}", "--size=48",
+                                  f"--out={out}"))
+    assert out.exists() and len(record["stages"]) == 3
+
+
+def test_fine_tuning_from_another_model_with_the_sliced_term(runs, tmp_path):
+    straight, _, _ = runs
+    out = tmp_path / "tuned"
+    record = last_json(train_jax(f"--model_dir={out}", f"--init_from={straight}",
+                                 "--sliced_weight=1000", "--steps=2"))
+    assert record["step"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_from"] == str(straight)
+    assert "--sliced_weight=1000.0" in (out / "flags.txt").read_text()
+    metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    sliced = [v for k, v in metrics.items() if k.startswith("sliced/")]
+    assert len(sliced) == 4 and all(v > 0 for v in sliced)  # 2 stages x pixels, features
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--grad_mode=total", "gradient tape"),
+    ("--targets=tfds:dtd", "tfds"),
+    ("--mode=decoders", "decoders"),
+    ("--distribution=mirrored", "one device"),
+    ("--crop_size=40", "multiple of 16"),
+])
+def test_refused_flags_give_one_line_and_exit_2(tmp_path, flag, message):
+    result = train_jax(f"--model_dir={tmp_path / 'run'}", flag)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
