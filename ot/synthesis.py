@@ -129,23 +129,10 @@ BUNDLED_DECODERS_SHA256 = "b01a1b6b5cf2b0979e1c88d763d766e756f5b09f16440201e3eec
 
 def bundled_decoders():
     """The decoders shipped with the package (ot/weights/decoders), or a clear error."""
-    import json
     import os
 
-    from tf_propo.errors import UsageError
+    from tf_propo import model_dir as model_dirs
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "decoders")
-    config = os.path.join(path, "config.json")
-    if not os.path.exists(config):
-        raise UsageError("--method=ot needs trained decoders and this installation has none "
-                         "bundled: pass --decoders=DIR (train them with python -m "
-                         "tf_propo.train --flagfile=configs/decoders.flags)")
-    try:
-        with open(config) as f:
-            digest = json.load(f).get("weights_sha256")
-    except (OSError, ValueError):
-        digest = None
-    if digest != BUNDLED_DECODERS_SHA256:
-        raise UsageError(f"{config}: the bundled decoders were modified (weights sha256 "
-                         f"{digest}, expected {BUNDLED_DECODERS_SHA256})")
-    return path
+    return model_dirs.verified_bundle(path, BUNDLED_DECODERS_SHA256,
+                                      "OT decoders (pass --decoders=DIR)")

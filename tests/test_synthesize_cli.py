@@ -43,7 +43,7 @@ BAD_INPUTS = {
     "output is a directory": (["--out={tmp}"], "is a directory"),
     "bad output extension": (["--out={tmp}/o.txt"], "must end in"),
     "ot without decoders": (["--method=ot", "--decoders={tmp}/none"], "no such directory"),
-    "pseudo optimizer without a model": (["--method=propo"], "needs --model_dir"),
+    "pseudo optimizer without a model": (["--method=po"], "needs --model_dir"),
     "missing weights file": (["--vgg_weights=file:/nonexistent.npz", "--size=16"],
                              "does not exist"),
     "unknown weights source": (["--vgg_weights=vgg16", "--size=16"], "unknown VGG19"),

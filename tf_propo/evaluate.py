@@ -126,10 +126,10 @@ class Runner:
                 elif name == "gatys":
                     self.loaded[name] = None
                 else:
-                    if name not in self.model_dirs:
+                    if name not in self.model_dirs and name != "propo":
                         raise UsageError(f"no --model_dirs={name}=DIR given")
-                    self.loaded[name] = methods.load_pseudo_optimizer(self.model_dirs[name],
-                                                                     name)
+                    self.loaded[name], _ = methods.load_pseudo_optimizer(
+                        self.model_dirs.get(name), name)  # propo: the bundled model
             except UsageError as e:
                 self.loaded[name] = e
         return self.loaded[name]

@@ -39,8 +39,25 @@ def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02,
     return images, time.perf_counter() - start, {"steps": steps, "optimizer": optimizer}
 
 
+# The pretrained ProPO shipped with the package (tf_propo/pretrained/propo, see the README
+# there): the sha256 of its weights.npz, checked against its config.json on every load.
+BUNDLED_PROPO_SHA256 = "87c3894d84f0b38ccbf3513a3f72c4f95f88f50c7e595c1a35c9a268ed054f18"
+
+
+def bundled_propo():
+    """The pretrained ProPO model directory shipped with the package, or a clear error."""
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", "propo")
+    return model_dirs.verified_bundle(path, BUNDLED_PROPO_SHA256,
+                                      "pretrained ProPO (pass --model_dir=DIR)")
+
+
 def load_pseudo_optimizer(model_dir, method):
-    """The trained ProgressiveOptimizer of `model_dir`, checked to be a `method` model."""
+    """(the trained ProgressiveOptimizer of `model_dir`, checked to be a `method` model, the
+    directory used); no model_dir: the bundled ProPO for propo, an error for po/adapo."""
+    if not model_dir and method == "propo":
+        model_dir = bundled_propo()
     if not model_dir:
         raise UsageError(f"--method={method} needs --model_dir (a trained model)")
     config = model_dirs.load_config(model_dir)
@@ -49,7 +66,7 @@ def load_pseudo_optimizer(model_dir, method):
                          f"{method}; use --method={config['mode']}")
     model = model_dirs.build_model(config)
     model_dirs.restore(model_dir, model)
-    return model
+    return model, model_dir
 
 
 def pseudo_optimizer(model, target, size, samples, seed):

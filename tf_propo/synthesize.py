@@ -1,4 +1,4 @@
-"""Synthesise a texture: python -m tf_propo.synthesize --method=gatys --target=IMG --out=o.png
+"""Synthesise a texture: python -m tf_propo.synthesize [--method=propo] [--target=IMG] --out=o.png
 
 Progress goes to stderr. The last line of stdout is one JSON object (DESIGN.md §5): method,
 seconds (the synthesis itself, model loading excluded), texture_loss and noise_texture_loss
@@ -20,9 +20,11 @@ METHODS = ("gatys", "po", "adapo", "propo", "ot")  # methods.METHODS, without im
 DEFAULT_TARGET = "material_metall006.png"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("method", "gatys", METHODS, "Synthesis method. gatys: optimisation from "
-                  "noise (slow, the quality reference); po/adapo/propo: pseudo optimizers "
-                  "from --model_dir; ot: optimal transport (no training).")
+flags.DEFINE_enum("method", "propo", METHODS, "Synthesis method. propo (default): the "
+                  "progressive pseudo optimizer, by default the pretrained one bundled with "
+                  "the package (about a second on a CPU); po/adapo/propo with --model_dir: a "
+                  "model you trained; gatys: optimisation from noise (slow, the quality "
+                  "reference); ot: optimal transport (no training).")
 flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
                     f"bundled public-domain sample {DEFAULT_TARGET}.")
 flags.DEFINE_integer("size", 256, "Output size in px (square); any size >= 16.", lower_bound=16)
@@ -46,7 +48,8 @@ flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gat
                     "normalised VGG19, fetched and cached on first use), imagenet, or "
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
 flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained model "
-                    "(python -m tf_propo.train).")
+                    "(python -m tf_propo.train). Default for propo: the bundled pretrained "
+                    "model (tf_propo/pretrained/propo).")
 flags.DEFINE_bool("save_stages", False, "po/adapo/propo: also write x[0..K] and the target as "
                   "a strip, OUT_stages.png.")
 flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "sliced"),
@@ -70,11 +73,11 @@ def _pseudo_optimizer(target, evaluation):
     """po / adapo / propo from --model_dir; with --save_stages the x[0..K] strip too."""
     from tf_propo import image_io, methods
 
-    model = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
+    model, model_dir = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
     images, seconds, extra = methods.pseudo_optimizer(model, target, FLAGS.size,
                                                       FLAGS.samples, FLAGS.seed)
     stages = extra.pop("stage_images")
-    extra["model_dir"] = os.path.abspath(FLAGS.model_dir)
+    extra["model_dir"] = os.path.abspath(model_dir)
     extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
     if FLAGS.save_stages:
         strip_path = os.path.splitext(FLAGS.out)[0] + "_stages.png"
