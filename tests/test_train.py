@@ -141,6 +141,23 @@ def test_bad_model_dirs_for_synthesis(tmp_path, trained):
         assert not out.exists()
 
 
+def test_sliced_term_is_trained_and_summarised(tmp_path, normalized_weights):
+    """--sliced_weight adds the per-stage sliced terms (TensorBoard scalars) to the loss."""
+    run = tmp_path / "sliced"
+    plain = last_json(train(f"--model_dir={tmp_path / 'plain'}", "--steps=1"))
+    record = last_json(train(f"--model_dir={run}", "--steps=1", "--sliced_weight=1e6"))
+    assert record["stage_losses"] == pytest.approx(plain["stage_losses"], rel=1e-4)
+    events = [os.path.join(run / "train", f) for f in os.listdir(run / "train")]
+    tags = {v.tag: tf.make_ndarray(v.tensor) for path in events
+            for event in tf.compat.v1.train.summary_iterator(path) for v in event.summary.value}
+    sliced = {k: float(v) for k, v in tags.items() if k.startswith("sliced/")}
+    assert set(sliced) == {f"sliced/stage{s}/{k}" for s in (0, 1)
+                           for k in ("pixels", "features")}
+    # The total is the Gram losses plus 1e6 x the sliced distances.
+    expected = sum(plain["stage_losses"]) + 1e6 * sum(sliced.values())
+    assert float(tags["loss/total"]) == pytest.approx(expected, rel=1e-3)
+
+
 @pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6),
                                         ("gpu", 20000)])
 def test_config_flagfiles_parse(name, steps):
