@@ -1,4 +1,4 @@
-"""Export a trained model: python -m tf_propo.export --model_dir=DIR --format=saved_model --out=D
+"""Export a trained model: python -m tf_propo.export [--model_dir=DIR] --format=saved_model --out=D
 
   --format=saved_model  a SavedModel directory for TF Serving (signatures: see
                         tf_propo/export/saved_model.py)
@@ -31,7 +31,7 @@ QUANTIZATIONS = ("none", "fp16", "int8", "dynamic")  # tflite.QUANTIZATIONS, wit
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
-                    "(python -m tf_propo.train).")
+                    "(python -m tf_propo.train). Default: the bundled pretrained ProPO.")
 flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving), tflite "
                   "(LiteRT) or compact (config + float16 weights, any model).")
 flags.DEFINE_string("out", None, "Output: a new directory for saved_model, a .tflite file for "
@@ -80,7 +80,9 @@ def _calibration_targets(spec, count, size, seed=0):
 
 def _check_flags():
     if not FLAGS.model_dir:
-        raise UsageError("--model_dir is required")
+        from tf_propo import methods
+
+        FLAGS.model_dir = methods.bundled_propo()
     if not FLAGS.out:
         raise UsageError("--out is required")
     if FLAGS.format in ("saved_model", "compact"):

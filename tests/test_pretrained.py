@@ -47,3 +47,18 @@ def test_modified_or_missing_bundle_is_refused(tmp_path, monkeypatch):
     config.unlink()
     with pytest.raises(UsageError, match="no bundled pretrained ProPO"):
         methods.load_pseudo_optimizer(None, "propo")
+
+
+def test_export_defaults_to_the_bundled_model_and_reproduces_it(tmp_path):
+    """No --model_dir: the bundled ProPO. Its compact re-export is bit-identical (float16
+    weights survive the float32 round trip), so the pinned hash names it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "again"
+    result = subprocess.run([sys.executable, "-m", "tf_propo.export", "--format=compact",
+                             f"--out={out}"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["model_dir"] == os.path.abspath(methods.bundled_propo())
+    assert model_dir.load_config(str(out))["weights_sha256"] == methods.BUNDLED_PROPO_SHA256

@@ -20,7 +20,8 @@ from tf_propo import cli
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory.")
+flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory (default: the "
+                    "bundled pretrained ProPO).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
 flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic"], "TFLite variants.")
 flags.DEFINE_integer("threads", 2, "LiteRT (XNNPACK) threads.", lower_bound=1)
@@ -46,14 +47,15 @@ def main(argv):
     import tensorflow as tf
 
     from tf_propo import data, image_io, metrics
-    from tf_propo.errors import UsageError
     from tf_propo.export import pipeline as pipelines
     from tf_propo.export import run as runner
     from tf_propo.export import tflite
     from tf_propo.progress import Progress
 
     if not FLAGS.model_dir:
-        raise UsageError("--model_dir is required")
+        from tf_propo import methods
+
+        FLAGS.model_dir = methods.bundled_propo()
     samples = importlib.resources.files("tf_propo") / "samples"
     target_image = image_io.read_image(FLAGS.target or str(samples / "material_metall006.png"))
     sizes = [int(s) for s in FLAGS.sizes]
