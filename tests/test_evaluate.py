@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from tests.conftest import DECODERS_CONFIG, PROPO_CONFIG, SAMPLES, make_model_dir
 from tf_propo import image_io
 
@@ -41,11 +43,13 @@ def test_tiny_evaluation(tmp_path, normalized_weights):
             assert row["status"] == "ok"
             assert 0 < float(row["loss_ratio"]) and float(row["diversity"]) > 0
             assert float(row["seconds_per_texture"]) > 0 and float(row["peak_memory_mb"]) > 50
+            assert 0 <= float(row["dark_fraction"]) <= 1
+            assert 0 <= float(row["target_dark_fraction"]) < 0.01
             assert float(row["texture_loss"]) / float(row["noise_texture_loss"]) \
                 == float(row["loss_ratio"])
     report = (out / "report.md").read_text()
     assert "| gatys | 2 |" in report and "| propo | 2 |" in report and "| ot:eigh | 2 |" in report
-    assert "adapo: missing" in report
+    assert "adapo: missing" in report and "dark %" in report
     for target in targets:
         name = os.path.splitext(os.path.basename(target))[0]
         grid = image_io.read_image(str(out / "grids" / f"{name}.png"))
@@ -67,3 +71,14 @@ def test_bad_evaluation_input(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert not (tmp_path / "eval").exists()
+
+
+def test_dark_fraction_counts_near_black_pixels():
+    from tf_propo import metrics
+
+    images = np.full((2, 10, 10, 3), 0.5, np.float32)
+    images[0, :3, :4] = 0.0                  # 12 black pixels
+    images[1, 0, 0] = (0.01, 0.02, 0.03)     # dark: brightest channel 0.03 < 10/255
+    images[1, 0, 1] = (0.0, 0.0, 0.2)        # not dark: one bright channel
+    assert metrics.dark_fraction(images) == 13 / 200
+    assert metrics.dark_fraction(images[1]) == 1 / 100

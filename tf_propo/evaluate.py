@@ -39,7 +39,8 @@ flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.")
 flags.DEFINE_string("out", None, "Output directory (created; existing files are replaced).")
 
 COLUMNS = ("target", "method", "status", "samples", "size", "seconds_per_texture",
-           "texture_loss", "noise_texture_loss", "loss_ratio", "diversity", "peak_memory_mb")
+           "texture_loss", "noise_texture_loss", "loss_ratio", "diversity", "peak_memory_mb",
+           "dark_fraction", "target_dark_fraction")
 
 
 def _targets():
@@ -152,6 +153,10 @@ def _fmt(value, spec):
     return "" if value is None else format(value, spec)
 
 
+def _percent(fraction):
+    return _fmt(None if fraction is None else 100 * fraction, ".2f")
+
+
 def write_report(path, rows, command):
     """report.md: means over targets per method, ratios to Gatys, then every row."""
     import numpy as np
@@ -166,16 +171,19 @@ def write_report(path, rows, command):
         mean = lambda key: float(np.mean([r[key] for r in mine])) if all(  # noqa: E731
             r[key] is not None for r in mine) else None
         summary[method] = {k: mean(k) for k in ("loss_ratio", "diversity",
-                                                "seconds_per_texture", "peak_memory_mb")}
+                                                "seconds_per_texture", "peak_memory_mb",
+                                                "dark_fraction", "target_dark_fraction")}
         summary[method]["targets"] = len(mine)
     gatys = summary.get("gatys")
     lines = ["# Evaluation", "", f"Command: `{command}`", "",
              "Means over targets. loss/noise: texture_loss / texture_loss of uniform noise "
              "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
-             "better, diversity: higher, speed: Gatys' seconds over this method's).", "",
+             "better, diversity: higher, speed: Gatys' seconds over this method's). dark %: "
+             "near-black pixels in the samples (targets' in brackets): saturated blobs, "
+             "which the texture loss barely sees.", "",
              "| method | targets | loss/noise | loss × Gatys | diversity | diversity × Gatys "
-             "| s/texture | speed × Gatys | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| s/texture | speed × Gatys | peak MB | dark % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for method, s in summary.items():
         loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
         div_vs = (s["diversity"] / gatys["diversity"]
@@ -184,7 +192,8 @@ def write_report(path, rows, command):
         lines.append(f"| {method} | {s['targets']} | {_fmt(s['loss_ratio'], '.3g')} | "
                      f"{_fmt(loss_vs, '.3g')} | {_fmt(s['diversity'], '.1f')} | "
                      f"{_fmt(div_vs, '.2f')} | {_fmt(s['seconds_per_texture'], '.3g')} | "
-                     f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} |")
+                     f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} | "
+                     f"{_percent(s['dark_fraction'])} ({_percent(s['target_dark_fraction'])}) |")
     missing = [r for r in rows if r["status"] != "ok"]
     if missing:
         lines += ["", "Not run:", ""]
@@ -193,12 +202,13 @@ def write_report(path, rows, command):
     lines += ["", "Grids (grids/TARGET.png): one row per method that ran, in the order "
               f"{', '.join(methods)}; each row: target | samples.", ""]
     lines += ["## Per target", "", "| target | method | loss/noise | diversity | "
-              "s/texture | peak MB |", "|---|---|---|---|---|---|"]
+              "s/texture | peak MB | dark % |", "|---|---|---|---|---|---|---|"]
     for r in ok:
         lines.append(f"| {r['target']} | {r['method']} | {_fmt(r['loss_ratio'], '.3g')} | "
                      f"{_fmt(r['diversity'], '.1f')} | "
                      f"{_fmt(r['seconds_per_texture'], '.3g')} | "
-                     f"{_fmt(r['peak_memory_mb'], '.0f')} |")
+                     f"{_fmt(r['peak_memory_mb'], '.0f')} | "
+                     f"{_percent(r['dark_fraction'])} ({_percent(r['target_dark_fraction'])}) |")
     from tf_propo.files import atomic_write
 
     atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
@@ -250,7 +260,9 @@ def main(argv):
                             "texture_loss": loss, "loss_ratio": loss / noise_loss,
                             "diversity": (evaluation.diversity(result)
                                           if FLAGS.samples > 1 else None),
-                            "peak_memory_mb": peak_memory_mb()})
+                            "peak_memory_mb": peak_memory_mb(),
+                            "dark_fraction": metrics.dark_fraction(result),
+                            "target_dark_fraction": metrics.dark_fraction(target)})
                 grid_rows.append(image_io.tile_horizontally(
                     [image_io.resize_short_edge(target, FLAGS.size)] + list(result)))
             rows.append(row)
