@@ -153,7 +153,8 @@ class ProgressiveOptimizer(keras.Model):
     call(inputs) with inputs = {"pre": [B, H, W, 3] pre-sigmoid start (U(−1, 1) noise),
     "target_grams": {layer: [B or 1, C, C]}} returns {"images": [x[0], …, x[K]] (each
     [B, H, W, 3] in [0, 1]), "losses": [L_0, …, L_{K−1}] (each [B]: stage s's output on
-    stage s's own layers), "layer_losses": [{layer: [B]} per stage]}. H and W must be multiples of 16 (pool4 and the ×2 merges).
+    stage s's own layers), "layer_losses": [{layer: [B]} per stage]}. H and W must be
+    multiples of 16 (pool4 and the ×2 merges).
     """
 
     def __init__(self, encoder, stages=5, layers=texture.TEXTURE_LAYERS, width=1.0,

@@ -99,7 +99,8 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
                   "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
                   "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
-                  "distribution", "width", "convs", "feature_weight", "sliced_weight", "grad_mode", "po_padding",
+                  "distribution", "width", "convs", "feature_weight", "sliced_weight",
+                  "grad_mode", "po_padding",
                   "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
 

@@ -112,8 +112,10 @@ def main(argv):
 
     config = train.model_config()
     if os.path.exists(os.path.join(FLAGS.model_dir, model_dir.CONFIG)):
-        model_dir.check_compatible(model_dir.load_config(FLAGS.model_dir), config,
-                                   FLAGS.model_dir)
+        saved = model_dir.load_config(FLAGS.model_dir)
+        model_dir.check_compatible(saved, config, FLAGS.model_dir)
+        if "init_from" in saved:  # a resumed fine-tune keeps its origin on record
+            config["init_from"] = saved["init_from"]
         if any(f.startswith("ckpt-") for f in os.listdir(FLAGS.model_dir)):
             raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
                              "resume it with python -m tf_propo.train")
@@ -130,7 +132,8 @@ def main(argv):
     model = model_dir.build_model(config)
     objective = train.PseudoOptimizerObjective(model, **train.objective_options(config))
     schedule = train.learning_rate_schedule(steps)
-    optimizer = keras.optimizers.Adam(schedule, beta_1=FLAGS.adam_beta1, epsilon=FLAGS.adam_epsilon)
+    optimizer = keras.optimizers.Adam(schedule, beta_1=FLAGS.adam_beta1,
+                                      epsilon=FLAGS.adam_epsilon)
     trainable_vars = model.trainable_variables
     frozen_vars = model.non_trainable_variables
     optimizer.build(trainable_vars)
@@ -155,8 +158,8 @@ def main(argv):
     def compute_loss(trainable, frozen, batch):
         mapping = list(zip(trainable_vars, trainable)) + list(zip(frozen_vars, frozen))
         with keras.StatelessScope(state_mapping=mapping):
-            grams = jax.lax.stop_gradient(objective.prepare(batch))
-            return objective.loss(batch, grams)
+            prepared = jax.lax.stop_gradient(objective.prepare(batch))  # target statistics
+            return objective.loss(batch, prepared)
 
     gradient = jax.value_and_grad(compute_loss, has_aux=True)
 
