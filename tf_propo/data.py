@@ -41,6 +41,15 @@ def split_holdout(paths, holdout):
     return [p for p in paths if p not in held], held
 
 
+def held_out_names(targets, holdout):
+    """File names split_holdout leaves out of a folder of targets (for config.json), or None
+    when nothing is held out."""
+    if not (holdout and os.path.isdir(targets)):
+        return None
+    _, held = split_holdout(list_images(targets), holdout)
+    return [os.path.basename(p) for p in held]
+
+
 def load_local_images(spec, resize, holdout=0):
     """uint8 RGB arrays of an image file or a folder of images, short edge resized."""
     if os.path.isdir(spec):

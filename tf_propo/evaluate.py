@@ -244,6 +244,7 @@ def main(argv):
         evaluation = metrics.TextureMetrics(target)
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())
+        target_dark = metrics.dark_fraction(target)
         grid_rows = []
         for spec, method, strategy in methods:
             row = dict.fromkeys(COLUMNS)
@@ -262,7 +263,7 @@ def main(argv):
                                           if FLAGS.samples > 1 else None),
                             "peak_memory_mb": peak_memory_mb(),
                             "dark_fraction": metrics.dark_fraction(result),
-                            "target_dark_fraction": metrics.dark_fraction(target)})
+                            "target_dark_fraction": target_dark})
                 grid_rows.append(image_io.tile_horizontally(
                     [image_io.resize_short_edge(target, FLAGS.size)] + list(result)))
             rows.append(row)

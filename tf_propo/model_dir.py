@@ -158,11 +158,16 @@ def _restore_compact(model_dir, model, config):
     return path
 
 
+def has_checkpoints(model_dir):
+    """Whether `model_dir` holds tf.train checkpoints (the index file CheckpointManager
+    writes), as opposed to a compact model directory."""
+    return os.path.exists(os.path.join(model_dir, "checkpoint"))
+
+
 def restore(model_dir, model):
     """Restore the trained weights into `model` from the latest checkpoint or, in a compact
     model directory, from weights.npz; returns the path used."""
-    has_checkpoints = os.path.exists(os.path.join(model_dir, "checkpoint"))
-    if not has_checkpoints and os.path.exists(os.path.join(model_dir, COMPACT_WEIGHTS)):
+    if not has_checkpoints(model_dir) and os.path.exists(os.path.join(model_dir, COMPACT_WEIGHTS)):
         return _restore_compact(model_dir, model, load_config(model_dir))  # without TF
     import tensorflow as tf
 

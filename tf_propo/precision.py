@@ -5,7 +5,6 @@ only changes the VGG / network arithmetic.
 """
 
 import keras
-import tensorflow as tf
 
 from tf_propo.errors import UsageError
 
@@ -34,11 +33,18 @@ def resolve(precision):
                          f"got {precision!r}")
     if precision != "auto":
         return precision
+    import tensorflow as tf  # here only: train_jax uses cpu_policy without TensorFlow
+
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         capability = details.get("compute_capability") or (0, 0)
         return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+    return cpu_policy()
+
+
+def cpu_policy():
+    """mixed_bfloat16 on CPUs with AVX512-BF16 or AMX, float32 otherwise."""
     return "mixed_bfloat16" if _cpu_has_bf16() else "float32"
 
 

@@ -222,9 +222,9 @@ def main(argv):
     dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
                                    seed=FLAGS.seed, resize=FLAGS.resize,
                                    start=start_step * FLAGS.batch_size, holdout=FLAGS.holdout)
-    if FLAGS.holdout and os.path.isdir(FLAGS.targets):
-        _, held = data.split_holdout(data.list_images(FLAGS.targets), FLAGS.holdout)
-        config["held_out"] = [os.path.basename(p) for p in held]
+    held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
+    if held_out is not None:
+        config["held_out"] = held_out
     # Written only once the data is known good, so a bad run leaves no model_dir behind.
     model_dir.save_config(FLAGS.model_dir, config, flags_text())
     iterator = iter(strategy.experimental_distribute_dataset(dataset))

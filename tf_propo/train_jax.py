@@ -62,9 +62,9 @@ def resolve_precision(precision, jax):
         return precision
     if jax.default_backend() == "gpu":
         return "mixed_bfloat16"
-    from tf_propo.precision import _cpu_has_bf16
+    from tf_propo.precision import cpu_policy
 
-    return "mixed_bfloat16" if _cpu_has_bf16() else "float32"
+    return cpu_policy()
 
 
 def save_state(path, step, trainable, optimizer_values):
@@ -116,14 +116,14 @@ def main(argv):
         model_dir.check_compatible(saved, config, FLAGS.model_dir)
         if "init_from" in saved:  # a resumed fine-tune keeps its origin on record
             config["init_from"] = saved["init_from"]
-        if any(f.startswith("ckpt-") for f in os.listdir(FLAGS.model_dir)):
+        if model_dir.has_checkpoints(FLAGS.model_dir):
             raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
                              "resume it with python -m tf_propo.train")
     images = data.local_training_images(FLAGS.targets, FLAGS.crop_size, FLAGS.resize,
                                         FLAGS.holdout)
-    if FLAGS.holdout and os.path.isdir(FLAGS.targets):
-        _, held = data.split_holdout(data.list_images(FLAGS.targets), FLAGS.holdout)
-        config["held_out"] = [os.path.basename(p) for p in held]
+    held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
+    if held_out is not None:
+        config["held_out"] = held_out
 
     steps = train.total_steps()
     policy = resolve_precision(FLAGS.precision, jax)
@@ -138,16 +138,20 @@ def main(argv):
     frozen_vars = model.non_trainable_variables
     optimizer.build(trainable_vars)
 
+    def write_back(trainable, optimizer_values):
+        """Values (from jit or state.npz) into the Keras variables, for saving or previews."""
+        for v, value in zip(trainable_vars, trainable):
+            v.assign(value)
+        for v, value in zip(optimizer.variables, optimizer_values):
+            v.assign(value)
+
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     state_path = os.path.join(FLAGS.model_dir, STATE)
     start_step = 0
     if os.path.exists(state_path):
         start_step, values, opt_values = load_state(state_path, trainable_vars,
                                                     optimizer.variables)
-        for v, value in zip(trainable_vars, values):
-            v.assign(value)
-        for v, value in zip(optimizer.variables, opt_values):
-            v.assign(value)
+        write_back(values, opt_values)
         print(f"resuming {FLAGS.model_dir} at step {start_step}/{steps}", file=sys.stderr)
     elif FLAGS.init_from:
         model_dir.load_config(FLAGS.init_from)
@@ -169,12 +173,6 @@ def main(argv):
         trainable, optimizer_values = optimizer.stateless_apply(optimizer_values, grads,
                                                                 trainable)
         return trainable, optimizer_values, scalars
-
-    def write_back(trainable, optimizer_values):
-        for v, value in zip(trainable_vars, trainable):
-            v.assign(value)
-        for v, value in zip(optimizer.variables, optimizer_values):
-            v.assign(value)
 
     def checkpoint(step, trainable, optimizer_values):
         write_back(trainable, optimizer_values)
