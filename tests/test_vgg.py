@@ -71,3 +71,39 @@ def test_circular_padding_is_translation_equivariant():
         s = 16 // vgg.downsampling(tap)
         np.testing.assert_allclose(np.roll(a[tap].numpy(), (s, -s), axis=(1, 2)),
                                    b[tap].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_dtype_policy_frozen_weights_in_compute_dtype():
+    """A frozen encoder under a mixed policy keeps its weights in the compute dtype (no
+    float32 master copies to cast on every call)."""
+    model = vgg.build_encoder(["relu1_1"], dtype="mixed_bfloat16")
+    assert {v.dtype for v in model.weights} == {"bfloat16"}
+    assert {v.dtype for v in vgg.build_encoder(["relu1_1"], dtype="float32").weights} \
+        == {"float32"}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+@pytest.mark.parametrize("axis", [1, 2])
+def test_circular_pad_and_its_folded_gradient_against_numpy(size, axis):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, size, size + 1, 3))
+    padded_shape = list(x.shape)
+    padded_shape[axis] += 2
+    upstream = rng.standard_normal(padded_shape)
+    x_tf = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tf)
+        y = vgg.circular_pad(x_tf, axis)
+        loss = tf.reduce_sum(y * upstream)
+    moved = np.moveaxis(x, axis, 0)
+    np.testing.assert_array_equal(
+        np.moveaxis(y.numpy(), axis, 0), np.concatenate([moved[-1:], moved, moved[:1]]))
+    # Reference: each padded row's gradient goes back to the row it was copied from.
+    g = np.moveaxis(upstream, axis, 0)
+    expected = g[1:-1].copy()
+    expected[-1] += g[0]
+    expected[0] += g[-1]
+    np.testing.assert_allclose(tape.gradient(loss, x_tf).numpy(),
+                               np.moveaxis(expected, 0, axis), rtol=1e-12, atol=1e-12)

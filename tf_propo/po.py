@@ -212,18 +212,21 @@ class ProgressiveOptimizer(keras.Model):
         images = [ops.sigmoid(pre)]
         losses, layer_losses = [], []
         features, grads = self._gradients(pre, self.layer_sets[0], target_grams)
+        grams = None
         for s, stage in enumerate(self.stages):
             layers = self.layer_sets[s]
             if s > 0:
                 if self.grad_mode == "local":
-                    grads = texture.feature_gradients(features, target_grams, layers)
+                    grads = texture.feature_gradients(features, target_grams, layers, grams)
                 else:
                     features, grads = self._gradients(pre, layers, target_grams)
             pre = pre + stage(grads, training=training)
             images.append(ops.sigmoid(pre))
-            # One VGG pass serves stage s's loss and stage s+1's inputs.
+            # One VGG pass (and one Gram per layer) serves stage s's loss and stage s+1's
+            # inputs.
             features = self.features(images[-1], self._pass_layers(s))
-            loss, per_layer = texture.texture_loss(features, target_grams, layers)
+            grams = texture.gram_matrices(features, self._pass_layers(s))
+            loss, per_layer = texture.gram_loss(grams, target_grams, layers)
             losses.append(loss)
             layer_losses.append(per_layer)
         return {"images": images, "losses": losses, "layer_losses": layer_losses}
