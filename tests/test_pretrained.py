@@ -62,3 +62,24 @@ def test_export_defaults_to_the_bundled_model_and_reproduces_it(tmp_path):
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["model_dir"] == os.path.abspath(methods.bundled_propo())
     assert model_dir.load_config(str(out))["weights_sha256"] == methods.BUNDLED_PROPO_SHA256
+
+
+def test_refine_steps_polish_the_bundled_propo_with_gatys(tmp_path, normalized_weights):
+    out = tmp_path / "refined.png"
+    result = run("--size=64", "--refine_steps=5", "--seed=2", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    refine = record["refine"]
+    assert refine["steps"] == 5 and refine["optimizer"] == "lbfgs"
+    # The fast result's loss is the last stage's; five L-BFGS steps from it lower it.
+    assert refine["texture_loss_before"] == pytest.approx(record["stages"][-1], rel=1e-5)
+    assert record["texture_loss"] < 0.8 * refine["texture_loss_before"]
+    assert out.exists()
+
+
+def test_refine_steps_with_gatys_is_refused(tmp_path):
+    out = tmp_path / "g.png"
+    result = run("--method=gatys", "--refine_steps=3", f"--out={out}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--refine_steps" in result.stderr
+    assert not out.exists()
