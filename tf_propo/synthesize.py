@@ -51,6 +51,9 @@ flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot: then this many Gatys
                      "(--optimizer) from the fast method's result; 0 (default): none. 10-30 "
                      "steps lower ProPO's loss 4-150x and lighten its dark blobs (README, "
                      "Synthesis).", lower_bound=0)
+flags.register_multi_flags_validator(
+    ["refine_steps", "method"], lambda f: not (f["refine_steps"] and f["method"] == "gatys"),
+    "--refine_steps refines a fast method's result; for gatys use --steps")
 flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained model "
                     "(python -m tf_propo.train). Default for propo: the bundled pretrained "
                     "model (tf_propo/pretrained/propo).")
@@ -102,10 +105,6 @@ def main(argv):
         target = image_io.resize_short_edge(target, FLAGS.target_size)
 
     from tf_propo import metrics, precision
-    from tf_propo.errors import UsageError
-
-    if FLAGS.refine_steps and FLAGS.method == "gatys":
-        raise UsageError("--refine_steps refines a fast method's result; for gatys use --steps")
 
     policy = precision.apply(FLAGS.precision)
     evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
