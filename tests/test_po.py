@@ -53,6 +53,20 @@ def test_progressive_forward_shapes_any_size(random_encoder):
             assert image.shape == (2, size, size, 3)
             assert float(tf.reduce_min(image)) >= 0 and float(tf.reduce_max(image)) <= 1
         assert set(out["layer_losses"][2]) == set(po.stage_layers(3)[2])
+        # The pre-sigmoid images behind them, for terms that must not saturate.
+        assert len(out["pre"]) == 4
+        for pre, image in zip(out["pre"], out["images"]):
+            np.testing.assert_allclose(tf.sigmoid(pre), image, rtol=1e-5, atol=1e-6)
+
+
+def test_image_logits_inverts_the_sigmoid_with_finite_black_and_white():
+    image = np.array([0.0, 0.5 / 255, 1 / 255, 0.25, 0.5, 0.9, 254.5 / 255, 1.0])
+    eps = 0.5 / 255
+    clipped = np.clip(image, eps, 1 - eps)
+    expected = np.log(clipped / (1 - clipped))  # float64 reference
+    got = np.asarray(po.image_logits(image.astype(np.float32)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert got[0] == pytest.approx(-6.23, abs=0.01) and got[-1] == pytest.approx(6.23, abs=0.01)
 
 
 def test_local_gradients_build_no_gradient_ops(random_encoder):

@@ -141,21 +141,48 @@ def test_bad_model_dirs_for_synthesis(tmp_path, trained):
         assert not out.exists()
 
 
-def test_sliced_term_is_trained_and_summarised(tmp_path, normalized_weights):
-    """--sliced_weight adds the per-stage sliced terms (TensorBoard scalars) to the loss."""
+def test_sliced_terms_are_trained_and_summarised(tmp_path, normalized_weights):
+    """--sliced_weight and --logit_sliced_weight add the per-stage sliced terms (TensorBoard
+    scalars) to the loss, each with its own weight."""
     run = tmp_path / "sliced"
     plain = last_json(train(f"--model_dir={tmp_path / 'plain'}", "--steps=1"))
-    record = last_json(train(f"--model_dir={run}", "--steps=1", "--sliced_weight=1e6"))
+    record = last_json(train(f"--model_dir={run}", "--steps=1", "--sliced_weight=1e6",
+                             "--logit_sliced_weight=1e3"))
     assert record["stage_losses"] == pytest.approx(plain["stage_losses"], rel=1e-4)
     events = [os.path.join(run / "train", f) for f in os.listdir(run / "train")]
     tags = {v.tag: tf.make_ndarray(v.tensor) for path in events
             for event in tf.compat.v1.train.summary_iterator(path) for v in event.summary.value}
     sliced = {k: float(v) for k, v in tags.items() if k.startswith("sliced/")}
     assert set(sliced) == {f"sliced/stage{s}/{k}" for s in (0, 1)
-                           for k in ("pixels", "features")}
-    # The total is the Gram losses plus 1e6 x the sliced distances.
-    expected = sum(plain["stage_losses"]) + 1e6 * sum(sliced.values())
+                           for k in ("pixels", "features", "logits")}
+    assert all(v > 0 for v in sliced.values())
+    weight = {"pixels": 1e6, "features": 1e6, "logits": 1e3}
+    expected = sum(plain["stage_losses"]) + sum(
+        weight[k.rsplit("/", 1)[1]] * v for k, v in sliced.items())
     assert float(tags["loss/total"]) == pytest.approx(expected, rel=1e-3)
+
+
+def test_init_from_starts_from_another_models_networks(trained, tmp_path):
+    """--init_from restores the networks (here trained with a learning rate of 0, so they
+    must come out unchanged) and records the origin; a model of another shape is refused."""
+    straight, _, _ = trained
+    tuned = tmp_path / "tuned"
+    result = train(f"--model_dir={tuned}", f"--init_from={straight}", "--steps=1",
+                   "--learning_rate=0", "--sliced_weight=1")
+    assert last_json(result)["step"] == 1 and "starting from" in result.stderr
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str(straight)
+    a, b = checkpoint_values(straight), checkpoint_values(tuned)
+    # The networks' weights are saved once, under the optimizer's tracked variables.
+    weights = [k for k in a if k.startswith("optimizer/_trainable_variables/")]
+    assert len(weights) > 50 and set(weights) <= set(b)
+    for key in weights:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+    other = train(f"--model_dir={tmp_path / 'wide'}", f"--init_from={straight}", "--width=0.5")
+    lines = other.stderr.strip().splitlines()
+    assert other.returncode == 2 and len(lines) == 1, other.stderr
+    assert f"--init_from={straight} holds a model with width=" in lines[0]
+    assert not (tmp_path / "wide").exists()
 
 
 @pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6),

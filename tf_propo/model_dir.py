@@ -69,8 +69,8 @@ def load_config(model_dir):
     return config
 
 
-def check_compatible(saved, wanted, model_dir):
-    """A resumed run must train the same model."""
+def check_compatible(saved, wanted, model_dir, flag="--model_dir"):
+    """A resumed run (or a fine-tune, flag="--init_from") must train the same model."""
     kind = _kind(wanted["mode"])
     defaults = DEFAULTS[kind]
     for key in MODEL_KEYS[kind] + tuple(defaults):
@@ -80,8 +80,28 @@ def check_compatible(saved, wanted, model_dir):
         if isinstance(b, list):
             b = tuple(b)
         if a != b:
-            raise UsageError(f"--model_dir={model_dir} holds a model with {key}={a}, but this "
-                             f"run asks for {key}={b}; use another --model_dir")
+            raise UsageError(f"{flag}={model_dir} holds a model with {key}={a}, but this "
+                             f"run asks for {key}={b}; use another {flag}")
+
+
+def check_resume(model_dir, config):
+    """A run resuming in `model_dir` must train the model it started with; a fine-tune's
+    origin stays on record in `config`."""
+    if os.path.exists(os.path.join(model_dir, CONFIG)):
+        saved = load_config(model_dir)
+        check_compatible(saved, config, model_dir)
+        if "init_from" in saved:
+            config["init_from"] = saved["init_from"]
+
+
+def init_from(path, model, config):
+    """Restore `model`, built from `config`, from the trained networks of the model directory
+    `path` (compact or checkpoints) to fine-tune it; records the origin in `config` and returns
+    the path restored."""
+    check_compatible(load_config(path), config, path, flag="--init_from")
+    restored = restore(path, model)
+    config["init_from"] = os.path.abspath(path)
+    return restored
 
 
 def build_model(config):

@@ -47,6 +47,14 @@ def start_noise(seed, size, samples=1):
                                        minval=-1.0, maxval=1.0)
 
 
+def image_logits(image):
+    """The pre-sigmoid image of `image` in [0, 1], clipped half an 8-bit level inside (0, 1)
+    so that black and white map to finite values (±6.2)."""
+    eps = 0.5 / 255.0
+    image = ops.clip(ops.cast(image, "float32"), eps, 1.0 - eps)
+    return ops.log(image) - ops.log1p(-image)
+
+
 def stage_layers(stages, layers=texture.TEXTURE_LAYERS):
     """ProPO's layer sets: stage s uses the first min(s + 1, L) layers; one stage uses all."""
     layers = tuple(layers)
@@ -153,7 +161,9 @@ class ProgressiveOptimizer(keras.Model):
     call(inputs) with inputs = {"pre": [B, H, W, 3] pre-sigmoid start (U(−1, 1) noise),
     "target_grams": {layer: [B or 1, C, C]}} returns {"images": [x[0], …, x[K]] (each
     [B, H, W, 3] in [0, 1]), "losses": [L_0, …, L_{K−1}] (each [B]: stage s's output on
-    stage s's own layers), "layer_losses": [{layer: [B]} per stage]}. H and W must be
+    stage s's own layers), "layer_losses": [{layer: [B]} per stage], "pre": [pre[0], …,
+    pre[K]] (the float32 pre-sigmoid images: where sigmoid saturates, only they still carry a
+    gradient)}. H and W must be
     multiples of 16 (pool4 and the ×2 merges).
     """
 
@@ -209,7 +219,7 @@ class ProgressiveOptimizer(keras.Model):
     def call(self, inputs, training=False):
         pre = ops.cast(inputs["pre"], "float32")
         target_grams = inputs["target_grams"]
-        images = [ops.sigmoid(pre)]
+        images, pres = [ops.sigmoid(pre)], [pre]
         losses, layer_losses = [], []
         features, grads = self._gradients(pre, self.layer_sets[0], target_grams)
         grams = None
@@ -221,6 +231,7 @@ class ProgressiveOptimizer(keras.Model):
                 else:
                     features, grads = self._gradients(pre, layers, target_grams)
             pre = pre + stage(grads, training=training)
+            pres.append(pre)
             images.append(ops.sigmoid(pre))
             # One VGG pass (and one Gram per layer) serves stage s's loss and stage s+1's
             # inputs.
@@ -229,4 +240,4 @@ class ProgressiveOptimizer(keras.Model):
             loss, per_layer = texture.gram_loss(grams, target_grams, layers)
             losses.append(loss)
             layer_losses.append(per_layer)
-        return {"images": images, "losses": losses, "layer_losses": layer_losses}
+        return {"images": images, "losses": losses, "layer_losses": layer_losses, "pre": pres}

@@ -74,6 +74,15 @@ flags.DEFINE_float("sliced_weight", 0.0, "po/adapo/propo: weight of a sliced Was
                    "term per stage on the pixels and the first texture layer, beside the Gram "
                    "loss (0: the authors' objective). Keeps the networks from matching Grams "
                    "with a few dark or bright blobs.", lower_bound=0.0)
+flags.DEFINE_float("logit_sliced_weight", 0.0, "po/adapo/propo: weight of a sliced "
+                   "Wasserstein term per stage between the pre-sigmoid image and the target's "
+                   "logits. Unlike --sliced_weight's pixel term, its gradient does not vanish "
+                   "where the sigmoid saturates, which is where trained models leave black "
+                   "blobs.", lower_bound=0.0)
+flags.DEFINE_string("init_from", None, "Start a new run from the trained networks of this "
+                    "model directory (compact or checkpoints; same model shape) with a fresh "
+                    "optimizer, e.g. to fine-tune with another objective. Ignored when "
+                    "--model_dir already holds a checkpoint (the run resumes).")
 flags.DEFINE_enum("grad_mode", "local", ("local", "total"), "Stage inputs: local = closed-form "
                   "per-layer gradient (exports without gradient ops); total = the authors' "
                   "total derivative by autodiff (double backprop).")
@@ -100,6 +109,7 @@ TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "c
                   "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
                   "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
                   "distribution", "width", "convs", "feature_weight", "sliced_weight",
+                  "logit_sliced_weight", "init_from",
                   "grad_mode", "po_padding",
                   "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
@@ -140,7 +150,10 @@ def flags_text():
 
 
 def objective_options(config):
-    return {} if config["mode"] == "decoders" else {"sliced_weight": FLAGS.sliced_weight}
+    if config["mode"] == "decoders":
+        return {}
+    return {"sliced_weight": FLAGS.sliced_weight,
+            "logit_sliced_weight": FLAGS.logit_sliced_weight}
 
 
 def make_strategy(name):
@@ -177,10 +190,7 @@ def main(argv):
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
     config = model_config()
-    config_path = os.path.join(FLAGS.model_dir, model_dir.CONFIG)
-    if os.path.exists(config_path):
-        model_dir.check_compatible(model_dir.load_config(FLAGS.model_dir), config,
-                                   FLAGS.model_dir)
+    model_dir.check_resume(FLAGS.model_dir, config)
     for layer in config["layers"]:
         try:
             vgg.check_layer(layer)
@@ -218,6 +228,9 @@ def main(argv):
         except (tf.errors.OpError, AssertionError, ValueError) as e:
             raise UsageError(f"{manager.latest_checkpoint}: cannot resume "
                              f"({str(e).splitlines()[0]})") from None
+    elif FLAGS.init_from:
+        print(f"starting from {model_dir.init_from(FLAGS.init_from, model, config)}",
+              file=sys.stderr)
     start_step = int(step.numpy())
     dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
                                    seed=FLAGS.seed, resize=FLAGS.resize,
@@ -300,41 +313,51 @@ def main(argv):
 
 
 class PseudoOptimizerObjective:
-    """po / adapo / propo: the sum over stages of each stage's texture loss, plus with
-    `sliced_weight` > 0 a sliced Wasserstein term per stage on the pixels and on the first
-    texture layer (texture.sliced_wasserstein: no matching Grams with a few extreme blobs).
-    In keras.ops: train_jax uses it too."""
+    """po / adapo / propo: the sum over stages of each stage's texture loss, plus sliced
+    Wasserstein terms per stage (texture.sliced_wasserstein: a Gram matrix can be matched by a
+    few extreme blobs, a distribution cannot): with `sliced_weight` on the pixels and on the
+    first texture layer, with `logit_sliced_weight` on the pre-sigmoid image against the
+    target's logits, whose gradient does not vanish where the sigmoid saturates (the pixel
+    term's does, so it cannot move a blob that is already black). In keras.ops: train_jax
+    uses it too."""
 
     PREVIEW = "noise_stages_target"
     SLICED_DIRECTIONS = 32
 
-    def __init__(self, model, sliced_weight=0.0):
+    def __init__(self, model, sliced_weight=0.0, logit_sliced_weight=0.0):
         from tf_propo import texture, vgg
 
         self.model = model
-        self.sliced_weight = float(sliced_weight)
         self.sliced_layer = model.layer_sets[0][0]  # the shallowest: cheap, in every pass
-        self.directions = {
-            "pixels": texture.sliced_directions(3, self.SLICED_DIRECTIONS),
-            "features": texture.sliced_directions(vgg.channels(self.sliced_layer),
-                                                  self.SLICED_DIRECTIONS)}
+        self.weights = {"pixels": float(sliced_weight), "features": float(sliced_weight),
+                        "logits": float(logit_sliced_weight)}
+        channels = {"pixels": 3, "features": vgg.channels(self.sliced_layer), "logits": 3}
+        self.directions = {k: texture.sliced_directions(channels[k], self.SLICED_DIRECTIONS)
+                           for k, weight in self.weights.items() if weight}
 
-    def _sliced_inputs(self, image):
-        """{"pixels": image, "features": its first-layer features}."""
-        features = self.model.features(image, self.model.layer_sets[0])[self.sliced_layer]
-        return {"pixels": image, "features": features}
+    def _sliced_inputs(self, image, pre):
+        """The distributions the weighted sliced terms compare, by name."""
+        inputs = {}
+        if "pixels" in self.directions:
+            inputs["pixels"] = image
+            inputs["features"] = self.model.features(
+                image, self.model.layer_sets[0])[self.sliced_layer]
+        if "logits" in self.directions:
+            inputs["logits"] = pre
+        return inputs
 
     def prepare(self, batch):
-        """The target's Grams (and sorted projections, for the sliced term)."""
-        from tf_propo import texture
+        """The target's Grams (and sorted projections, for the sliced terms)."""
+        from tf_propo import po, texture
 
         layers = self.model.all_layers
         prepared = {"grams": texture.gram_matrices(
             self.model.features(batch["target"], layers), layers)}
-        if self.sliced_weight:
+        if self.directions:
+            target = batch["target"]
             prepared["sorted"] = {
                 k: texture.sorted_projections(v, self.directions[k])
-                for k, v in self._sliced_inputs(batch["target"]).items()}
+                for k, v in self._sliced_inputs(target, po.image_logits(target)).items()}
         return prepared
 
     def _forward(self, batch, prepared, training):
@@ -353,13 +376,12 @@ class PseudoOptimizerObjective:
         scalars.update({f"loss/stage{s}": v for s, v in enumerate(stage_losses)})
         scalars.update({f"layer_loss/stage{s}/{k}": ops.mean(v)
                         for s, per in enumerate(out["layer_losses"]) for k, v in per.items()})
-        if self.sliced_weight:
-            for s, image in enumerate(out["images"][1:]):
-                for k, v in self._sliced_inputs(image).items():
-                    distance = ops.mean(texture.sliced_wasserstein(
-                        v, prepared["sorted"][k], self.directions[k]))
-                    scalars[f"sliced/stage{s}/{k}"] = distance
-                    total = total + self.sliced_weight * distance
+        for s, (image, pre) in enumerate(zip(out["images"][1:], out["pre"][1:])):
+            for k, v in self._sliced_inputs(image, pre).items():
+                distance = ops.mean(texture.sliced_wasserstein(
+                    v, prepared["sorted"][k], self.directions[k]))
+                scalars[f"sliced/stage{s}/{k}"] = distance
+                total = total + self.weights[k] * distance
         scalars["loss/total"] = total
         return total, scalars
 

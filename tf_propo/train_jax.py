@@ -31,9 +31,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_float("max_seconds", None, "Stop (with a checkpoint) once this many seconds of "
                    "training have passed in this invocation; run again to resume.",
                    lower_bound=1.0)
-flags.DEFINE_string("init_from", None, "Start a new run from the trained networks of this "
-                    "model directory (compact or checkpoints; same model shape) with a fresh "
-                    "optimizer, e.g. to fine-tune with another objective.")
 
 STATE = "state.npz"
 METRICS = "metrics.jsonl"
@@ -111,14 +108,10 @@ def main(argv):
     from tf_propo.progress import Progress
 
     config = train.model_config()
-    if os.path.exists(os.path.join(FLAGS.model_dir, model_dir.CONFIG)):
-        saved = model_dir.load_config(FLAGS.model_dir)
-        model_dir.check_compatible(saved, config, FLAGS.model_dir)
-        if "init_from" in saved:  # a resumed fine-tune keeps its origin on record
-            config["init_from"] = saved["init_from"]
-        if model_dir.has_checkpoints(FLAGS.model_dir):
-            raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
-                             "resume it with python -m tf_propo.train")
+    model_dir.check_resume(FLAGS.model_dir, config)
+    if model_dir.has_checkpoints(FLAGS.model_dir):
+        raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
+                         "resume it with python -m tf_propo.train")
     images = data.local_training_images(FLAGS.targets, FLAGS.crop_size, FLAGS.resize,
                                         FLAGS.holdout)
     held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
@@ -154,9 +147,8 @@ def main(argv):
         write_back(values, opt_values)
         print(f"resuming {FLAGS.model_dir} at step {start_step}/{steps}", file=sys.stderr)
     elif FLAGS.init_from:
-        model_dir.load_config(FLAGS.init_from)
-        print(f"starting from {model_dir.restore(FLAGS.init_from, model)}", file=sys.stderr)
-        config["init_from"] = os.path.abspath(FLAGS.init_from)
+        print(f"starting from {model_dir.init_from(FLAGS.init_from, model, config)}",
+              file=sys.stderr)
     model_dir.save_config(FLAGS.model_dir, config, train.flags_text())
 
     def compute_loss(trainable, frozen, batch):
