@@ -25,20 +25,21 @@ def test_tiny_evaluation(tmp_path, normalized_weights):
     targets = [os.path.join(SAMPLES, "nature_potatoes.png"),
                os.path.join(SAMPLES, "nature_jungle001.png")]
     result = evaluate(f"--targets={','.join(targets)}",
-                      "--methods=gatys,propo,adapo,ot:eigh", f"--model_dirs=propo={propo}",
+                      "--methods=gatys,propo,adapo,ot:eigh,propo+2",
+                      f"--model_dirs=propo={propo}",
                       f"--decoders={decoders}", "--samples=2", "--size=64",
                       "--gatys_steps=3", f"--out={out}")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["rows"] == 8
+    assert json.loads(result.stdout.strip().splitlines()[-1])["rows"] == 10
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8
+    assert len(rows) == 10
     by_method = {}
     for row in rows:
         by_method.setdefault(row["method"], []).append(row)
     assert all(r["status"].startswith("missing") and "adapo" in r["status"]
                for r in by_method["adapo"])
-    for method in ("gatys", "propo", "ot:eigh"):
+    for method in ("gatys", "propo", "ot:eigh", "propo+2"):
         for row in by_method[method]:
             assert row["status"] == "ok"
             assert 0 < float(row["loss_ratio"]) and float(row["diversity"]) > 0
@@ -47,14 +48,18 @@ def test_tiny_evaluation(tmp_path, normalized_weights):
             assert 0 <= float(row["target_dark_fraction"]) < 0.01
             assert float(row["texture_loss"]) / float(row["noise_texture_loss"]) \
                 == float(row["loss_ratio"])
+    # Two Gatys steps from ProPO's result (same noise, same model) lower its loss, and cost.
+    for fast, refined in zip(by_method["propo"], by_method["propo+2"]):
+        assert float(refined["texture_loss"]) < float(fast["texture_loss"])
+        assert float(refined["seconds_per_texture"]) > float(fast["seconds_per_texture"])
     report = (out / "report.md").read_text()
     assert "| gatys | 2 |" in report and "| propo | 2 |" in report and "| ot:eigh | 2 |" in report
     assert "adapo: missing" in report and "dark %" in report
     for target in targets:
         name = os.path.splitext(os.path.basename(target))[0]
         grid = image_io.read_image(str(out / "grids" / f"{name}.png"))
-        # 3 methods ran: 3 rows of 64 px (+ 4 px gaps); target + 2 samples per row.
-        assert grid.shape[0] == 3 * 64 + 2 * 4 and grid.shape[1] == 3 * 64 + 2 * 4
+        # 4 methods ran: 4 rows of 64 px (+ 4 px gaps); target + 2 samples per row.
+        assert grid.shape[0] == 4 * 64 + 3 * 4 and grid.shape[1] == 3 * 64 + 2 * 4
 
 
 def test_bad_evaluation_input(tmp_path):
@@ -62,6 +67,8 @@ def test_bad_evaluation_input(tmp_path):
         (["--targets=/nonexistent.png"], "no such file"),
         ([f"--targets={SAMPLES}", "--methods=magic"], "unknown method"),
         ([f"--targets={SAMPLES}", "--methods=ot:fast"], "strategy"),
+        ([f"--targets={SAMPLES}", "--methods=propo+x"], "positive number"),
+        ([f"--targets={SAMPLES}", "--methods=gatys+5"], "--gatys_steps"),
         ([f"--targets={SAMPLES}", "--model_dirs=propo"], "propo=DIR"),
         ([f"--targets={SAMPLES}", "--size=40"], "multiple of 16"),
     ]

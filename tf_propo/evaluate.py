@@ -7,7 +7,9 @@ per texture, and peak memory of the process while the method ran. Writes into --
   results.csv   one row per (target, method), `status` ok or why the method did not run
   report.md     the paper's table (means over targets) with ratios to Gatys, then per target
   grids/*.png   per target: a row per method, target | samples
-Methods: gatys, po, adapo, propo (each needs its --model_dirs entry), ot or ot:STRATEGY.
+Methods: gatys, po, adapo, propo (each needs its --model_dirs entry; propo defaults to the
+bundled model), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after a fast method (the
+pseudo optimizer as an initialisation), timed with it.
 A method whose model is missing is reported as missing, not skipped. Progress on stderr; the
 last stdout line is one JSON object (out, rows).
 """
@@ -26,7 +28,9 @@ from tf_propo.errors import UsageError
 FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
 flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, ot, "
-                  "ot:STRATEGY (cholesky, eigh, pca, cdf, sliced).")
+                  "ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method followed by "
+                  "+N (e.g. propo+10) refines its result with N Gatys L-BFGS steps, as "
+                  "synthesize --refine_steps, and counts their time.")
 flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
                   "propo=~/.cache/tf_propo/runs/demo.")
 flags.DEFINE_string("decoders", None, "ot: trained decoders (default: the bundled ones).")
@@ -68,14 +72,20 @@ def _parse_methods():
 
     parsed = []
     for spec in FLAGS.methods:
-        name, _, strategy = spec.partition(":")
+        method, plus, refine = spec.partition("+")
+        if plus and not (refine.isdigit() and int(refine) > 0):
+            raise UsageError(f"--methods: {spec!r}: +N takes a positive number of Gatys steps")
+        name, _, strategy = method.partition(":")
         if name not in methods.METHODS:
             raise UsageError(f"--methods: unknown method {spec!r}; known: "
                              f"{', '.join(methods.METHODS)}, ot:STRATEGY")
         if strategy and (name != "ot" or strategy not in synthesis.STRATEGIES):
             raise UsageError(f"--methods: {spec!r}: only ot takes a strategy, one of "
                              f"{', '.join(synthesis.STRATEGIES)}")
-        parsed.append((spec, name, strategy or "sliced"))
+        if plus and name == "gatys":
+            raise UsageError(f"--methods: {spec!r}: +N refines a fast method's result; for "
+                             "gatys use --gatys_steps")
+        parsed.append((spec, name, strategy or "sliced", int(refine or 0)))
     model_dirs = {}
     for pair in FLAGS.model_dirs:
         method, sep, path = pair.partition("=")
@@ -135,7 +145,8 @@ class Runner:
                 self.loaded[name] = e
         return self.loaded[name]
 
-    def run(self, name, strategy, target, evaluation, noise):
+    def run(self, name, strategy, refine, target, evaluation, noise):
+        """(images, seconds) of one method, with `refine` Gatys steps after a fast one."""
         from tf_propo import methods
 
         model = self.model(name)
@@ -144,9 +155,16 @@ class Runner:
         if name == "gatys":
             return methods.gatys(evaluation, noise, FLAGS.gatys_steps, progress=False)[:2]
         if name == "ot":
-            return methods.optimal_transport(model, target, noise, FLAGS.seed, strategy)[:2]
-        return methods.pseudo_optimizer(model, target, FLAGS.size, FLAGS.samples,
-                                        FLAGS.seed)[:2]
+            images, seconds = methods.optimal_transport(model, target, noise, FLAGS.seed,
+                                                        strategy)[:2]
+        else:
+            images, seconds = methods.pseudo_optimizer(model, target, FLAGS.size,
+                                                       FLAGS.samples, FLAGS.seed)[:2]
+        if refine:
+            images, refine_seconds, _ = methods.gatys(evaluation, images, refine,
+                                                      progress=False)
+            seconds += refine_seconds
+        return images, seconds
 
 
 def _fmt(value, spec):
@@ -246,13 +264,14 @@ def main(argv):
         noise_loss = float(evaluation.texture_loss(noise).mean())
         target_dark = metrics.dark_fraction(target)
         grid_rows = []
-        for spec, method, strategy in methods:
+        for spec, method, strategy, refine in methods:
             row = dict.fromkeys(COLUMNS)
             row.update({"target": name, "method": spec, "samples": FLAGS.samples,
                         "size": FLAGS.size, "noise_texture_loss": noise_loss})
             peak_memory_reset()
             try:
-                result, seconds = runner.run(method, strategy, target, evaluation, noise)
+                result, seconds = runner.run(method, strategy, refine, target, evaluation,
+                                             noise)
             except UsageError as e:
                 row["status"] = f"missing ({e})"
             else:
