@@ -90,6 +90,36 @@ def test_total_gradient_mode_differs_from_local(random_encoder):
         po.ProgressiveOptimizer(random_encoder, grad_mode="other")
 
 
+def test_total_gradients_are_the_tape_derivatives_through_deeper_layers(random_encoder):
+    """grad_mode=total's stage inputs (autodiff of zero probes added to the features) equal a
+    gradient tape on the encoder's intermediate features; for the deepest layer, where
+    nothing lies beyond, they equal the closed-form local gradient, and not for the others."""
+    model = po.ProgressiveOptimizer(random_encoder, stages=1, width=0.05, grad_mode="total")
+    layers = model.layer_sets[0]
+    rng = np.random.default_rng(1)
+    image = tf.constant(rng.random((2, 32, 32, 3)), tf.float32)
+    target = rng.random((1, 32, 32, 3)).astype(np.float32)
+    grams = texture.gram_matrices(model.features(target, layers), layers)
+
+    features, grads = model._total_gradients(image, layers, grams)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        reference_features = model.features(image, layers)
+        loss = tf.reduce_sum(texture.texture_loss(reference_features, grams, layers)[0])
+    reference = tape.gradient(loss, reference_features)
+    local = texture.feature_gradients(reference_features, grams, layers)
+    for layer in layers:
+        np.testing.assert_allclose(features[layer], reference_features[layer], rtol=1e-5,
+                                   atol=1e-6, err_msg=layer)
+        scale = float(tf.reduce_max(tf.abs(reference[layer])))
+        np.testing.assert_allclose(grads[layer], reference[layer], rtol=1e-4,
+                                   atol=1e-5 * scale, err_msg=layer)
+    deepest = vgg.deepest(layers)
+    scale = float(tf.reduce_max(tf.abs(local[deepest])))
+    np.testing.assert_allclose(grads[deepest], local[deepest], rtol=1e-4, atol=1e-5 * scale)
+    assert not np.allclose(grads["relu1_1"], local["relu1_1"], rtol=1e-2, atol=0)
+
+
 def test_training_lowers_the_texture_loss(normalized_weights, sample_paths):
     """A few Adam steps on one target: the one-stage PO learns to lower the loss."""
     from tf_propo import image_io

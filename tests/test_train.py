@@ -162,6 +162,14 @@ def test_sliced_terms_are_trained_and_summarised(tmp_path, normalized_weights):
     assert float(tags["loss/total"]) == pytest.approx(expected, rel=1e-3)
 
 
+def test_total_gradient_mode_trains(tmp_path, normalized_weights):
+    """--grad_mode=total: a gradient inside the forward pass, backpropagated through."""
+    record = last_json(train(f"--model_dir={tmp_path / 'total'}", "--grad_mode=total",
+                             "--steps=2"))
+    assert record["step"] == 2 and all(np.isfinite(record["stage_losses"]))
+    assert json.loads((tmp_path / "total" / "config.json").read_text())["grad_mode"] == "total"
+
+
 def test_init_from_starts_from_another_models_networks(trained, tmp_path):
     """--init_from restores the networks (here trained with a learning rate of 0, so they
     must come out unchanged) and records the origin; a model of another shape is refused."""

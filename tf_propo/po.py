@@ -23,8 +23,9 @@ total derivative through the deeper layers by autodiff (grad_mode "total", the a
 choice; it needs a gradient tape inside the forward pass).
 
 The models are written in keras.ops and import TensorFlow only where they need it (the
-seeded noise of the exported graphs, grad_mode "total"), so Keras' JAX backend can train
-them too (tf_propo.train_jax).
+seeded noise of the exported graphs; grad_mode "total" takes its inner gradient with a tape
+in TensorFlow and jax.grad in JAX), so Keras' JAX backend can train them too
+(tf_propo.train_jax).
 """
 
 import keras
@@ -53,6 +54,22 @@ def image_logits(image):
     eps = 0.5 / 255.0
     image = ops.clip(ops.cast(image, "float32"), eps, 1.0 - eps)
     return ops.log(image) - ops.log1p(-image)
+
+
+def _gradient(function, argument):
+    """(∂function(argument)[0] / ∂argument, function(argument)[1]) for a function returning
+    (scalar, auxiliary) on the backend Keras runs on: a gradient tape in TensorFlow,
+    jax.grad in JAX."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.grad(function, has_aux=True)(argument)
+    import tensorflow as tf
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(argument)
+        value, aux = function(argument)
+    return tape.gradient(value, argument), aux
 
 
 def stage_layers(stages, layers=texture.TEXTURE_LAYERS):
@@ -206,15 +223,26 @@ class ProgressiveOptimizer(keras.Model):
         if self.grad_mode == "local":
             features = self.features(image, layers)
             return features, texture.feature_gradients(features, target_grams, layers)
-        import tensorflow as tf
+        return self._total_gradients(image, layers, target_grams)
 
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(image)
-            features = self.features(image, layers)
-            loss, _ = texture.texture_loss(features, target_grams, layers)
-            loss = tf.reduce_sum(loss)
-        grads = tape.gradient(loss, {layer: features[layer] for layer in layers})
-        return features, {k: tf.cast(v, tf.float32) for k, v in grads.items()}
+    def _total_gradients(self, image, layers, target_grams):
+        """grad_mode "total": (features, {layer: dL/dF_layer}) with L the texture loss on
+        `layers` and the derivative total, through the deeper layers (the authors' choice), by
+        autodiff of zero probes added to the features (vgg.features_with_probes) — a
+        gradient inside the forward pass, so training backpropagates through a gradient."""
+        shape = ops.shape(image)
+        dtype = self.encoder.compute_dtype
+        probes = {layer: ops.zeros((shape[0], shape[1] // vgg.downsampling(layer),
+                                    shape[2] // vgg.downsampling(layer), vgg.channels(layer)),
+                                   dtype)
+                  for layer in layers}
+
+        def loss(probes):
+            features = vgg.features_with_probes(self.encoder, image, probes)
+            return ops.sum(texture.texture_loss(features, target_grams, layers)[0]), features
+
+        grads, features = _gradient(loss, probes)
+        return features, {k: ops.cast(v, "float32") for k, v in grads.items()}
 
     def call(self, inputs, training=False):
         pre = ops.cast(inputs["pre"], "float32")

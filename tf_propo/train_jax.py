@@ -9,8 +9,8 @@ every tf_propo command loads with TensorFlow, plus state.npz (float32 weights, A
 the step) from which the same command resumes.
 
 Differences from tf_propo.train, each refused with a clear error rather than ignored:
---grad_mode=total (its gradient tape is TensorFlow's), tfds targets, --mode=decoders,
---distribution other than default (one device). Summaries go to model_dir/metrics.jsonl and
+tfds targets, --mode=decoders, --distribution other than default (one device).
+--grad_mode=total works (its inner gradient is jax.grad of probes, po.py). Summaries go to model_dir/metrics.jsonl and
 preview strips to model_dir/previews/ instead of TensorBoard. --max_seconds time-boxes a run.
 """
 
@@ -43,9 +43,6 @@ def check_flags():
         raise UsageError("--targets is required (an image or a folder of images)")
     if FLAGS.mode == "decoders":
         raise UsageError("--mode=decoders: train the OT decoders with python -m tf_propo.train")
-    if FLAGS.grad_mode != "local":
-        raise UsageError("--grad_mode=total needs TensorFlow's gradient tape; use "
-                         "python -m tf_propo.train, or --grad_mode=local here")
     if FLAGS.targets.startswith("tfds:"):
         raise UsageError("tfds targets need tf.data; use a folder of images here")
     if FLAGS.distribution != "default":

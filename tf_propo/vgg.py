@@ -60,6 +60,28 @@ def deepest(layers):
     return max(layers, key=LAYER_ORDER.index)
 
 
+def features_with_probes(encoder, image, probes):
+    """{layer: output} of `encoder` (build_encoder's model) on `image` with probes[layer]
+    added to that layer's output on the way, for every layer in `probes`.
+
+    With zero probes these are the encoder's features, and the gradient of any function of
+    them with respect to probes[l] is its total derivative with respect to layer l's output,
+    through the deeper layers too: what a gradient tape on the intermediate tensors gives in
+    TensorFlow, and what jax.grad can only reach through an input. The encoder is a chain, so
+    its layers run in order.
+    """
+    last = deepest(probes)
+    x, features = image, {}
+    for layer in encoder.layers[1:]:  # [0] is the InputLayer
+        x = layer(x)
+        if layer.name in probes:
+            x = x + probes[layer.name]
+            features[layer.name] = x
+        if layer.name == last:
+            break
+    return features
+
+
 class BorderPad(keras.layers.Layer):
     """Pads height and width by one pixel: "reflect" mirrors (the AdaIN / WCT decoders'
     padding); "circular" wraps around, which makes every layer exactly translation-equivariant
