@@ -18,6 +18,7 @@ exit code 2, nothing written.
 import importlib.resources
 import json
 import os
+import sys
 import time
 
 from tf_propo import cli
@@ -146,6 +147,22 @@ def _parity(exported, reference, pipeline, target):
             "texture_loss_ratio": float(losses[0] / max(losses[1], 1e-30))}
 
 
+# An export whose texture on the check sample has a loss this many times Keras' (or more)
+# gets a warning: its textures are visibly worse, not merely different.
+LOSS_RATIO_WARNING = 1.25
+
+
+def parity_warning(parity, quantize):
+    """A one-line warning for stderr when `parity` (from the verification) says the export's
+    texture is much worse than Keras', else None."""
+    ratio = parity.get("texture_loss_ratio")
+    if ratio is None or ratio < LOSS_RATIO_WARNING:
+        return None
+    advice = " (--quantize=dynamic stays within a few percent)" if quantize == "int8" else ""
+    return (f"warning: the exported model's texture loss is {ratio:.3g}x Keras' on the check "
+            f"sample{advice}")
+
+
 def _write_compact():
     """Rebuild the model of --model_dir, restore it, write config + float16 weights into a
     new directory (temp directory beside it, renamed at the end)."""
@@ -199,6 +216,9 @@ def main(argv):
                                  representative)
         if FLAGS.verify:
             result["parity"] = _verify_tflite(content, pipeline, sample)
+            warning = parity_warning(result["parity"], FLAGS.quantize)
+            if warning:
+                print(warning, file=sys.stderr)
         files.atomic_write(FLAGS.out, lambda f: f.write(content), suffix=".tflite")
         size = len(content)
         result.update({"size": FLAGS.size, "quantize": FLAGS.quantize})

@@ -147,6 +147,18 @@ def test_tflite_variants_match_keras(quantize, model_dir, pipeline, tmp_path):
         assert 0.5 < ratio[0] < 3, ratio
 
 
+def test_parity_warning_only_for_a_much_worse_texture():
+    from export.__main__ import parity_warning
+
+    assert parity_warning({"texture_loss_ratio": 1.08}, "fp16") is None
+    assert parity_warning({"texture_loss_ratio": 0.5}, "dynamic") is None  # lower is fine
+    assert parity_warning({}, "int8") is None  # --noverify
+    line = parity_warning({"texture_loss_ratio": 105.2}, "int8")
+    assert line.startswith("warning:") and "105x" in line and "--quantize=dynamic" in line
+    assert "\n" not in line
+    assert "dynamic" not in parity_warning({"texture_loss_ratio": 2.0}, "fp16")
+
+
 def test_quantized_files_are_smaller(model_dir, tmp_path):
     pytest.importorskip("ai_edge_litert")
     sizes = {}
