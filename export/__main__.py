@@ -109,6 +109,7 @@ def _verify_saved_model(path, pipeline, target):
     import tensorflow as tf
 
     from tf_propo import po
+    from tf_propo.export import parity
 
     size = 64
     loaded = tf.saved_model.load(path)
@@ -118,49 +119,20 @@ def _verify_saved_model(path, pipeline, target):
     served = served["texture"].numpy().astype(np.float32) / 255.0
     keras_image = pipeline({"target": tf.constant(image, tf.float32)[None] / 255.0,
                             "noise": po.start_noise(0, size)})[0].numpy()
-    return _parity(served, keras_image, pipeline, target)
+    return parity.parity(served, keras_image, target)
 
 
 def _verify_tflite(content, pipeline, target):
     import numpy as np
 
-    from tf_propo.export import run as litert
+    from tf_propo.export import parity, run as litert
 
     interpreter = litert.interpreter(model_content=content)
     target = litert.square_target(target, FLAGS.target_size)[None].astype(np.float32)
     noise = litert.noise(0, FLAGS.size)
     out = litert.run(interpreter, target, noise)[0]
     keras_image = pipeline({"target": target, "noise": noise}, resize=False)[0].numpy()
-    return _parity(out, keras_image, pipeline, target[0])
-
-
-def _parity(exported, reference, pipeline, target):
-    """Relative L2 image error and texture-loss ratio (exported / Keras) against `target`."""
-    import numpy as np
-
-    from tf_propo import metrics
-
-    evaluation = metrics.TextureMetrics(target)
-    losses = evaluation.texture_loss(np.stack([exported, reference]))
-    error = np.linalg.norm(exported - reference) / max(np.linalg.norm(reference), 1e-12)
-    return {"image_relative_error": float(error),
-            "texture_loss_ratio": float(losses[0] / max(losses[1], 1e-30))}
-
-
-# An export whose texture on the check sample has a loss this many times Keras' (or more)
-# gets a warning: its textures are visibly worse, not merely different.
-LOSS_RATIO_WARNING = 1.25
-
-
-def parity_warning(parity, quantize):
-    """A one-line warning for stderr when `parity` (from the verification) says the export's
-    texture is much worse than Keras', else None."""
-    ratio = parity.get("texture_loss_ratio")
-    if ratio is None or ratio < LOSS_RATIO_WARNING:
-        return None
-    advice = " (--quantize=dynamic stays within a few percent)" if quantize == "int8" else ""
-    return (f"warning: the exported model's texture loss is {ratio:.3g}x Keras' on the check "
-            f"sample{advice}")
+    return parity.parity(out, keras_image, target[0])
 
 
 def _write_compact():
@@ -183,7 +155,7 @@ def main(argv):
     del argv
     _check_flags()
     from tf_propo import files, image_io
-    from tf_propo.export import pipeline as pipelines
+    from tf_propo.export import parity, pipeline as pipelines
 
     start = time.perf_counter()
     if FLAGS.format == "compact":
@@ -216,7 +188,7 @@ def main(argv):
                                  representative)
         if FLAGS.verify:
             result["parity"] = _verify_tflite(content, pipeline, sample)
-            warning = parity_warning(result["parity"], FLAGS.quantize)
+            warning = parity.warning(result["parity"], FLAGS.quantize)
             if warning:
                 print(warning, file=sys.stderr)
         files.atomic_write(FLAGS.out, lambda f: f.write(content), suffix=".tflite")

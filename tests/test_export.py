@@ -148,7 +148,7 @@ def test_tflite_variants_match_keras(quantize, model_dir, pipeline, tmp_path):
 
 
 def test_parity_warning_only_for_a_much_worse_texture():
-    from export.__main__ import parity_warning
+    from tf_propo.export.parity import warning as parity_warning
 
     assert parity_warning({"texture_loss_ratio": 1.08}, "fp16") is None
     assert parity_warning({"texture_loss_ratio": 0.5}, "dynamic") is None  # lower is fine
