@@ -192,6 +192,12 @@ def test_init_from_starts_from_another_models_networks(trained, tmp_path):
     assert f"--init_from={straight} holds a model with width=" in lines[0]
     assert not (tmp_path / "wide").exists()
 
+    missing = train(f"--model_dir={tmp_path / 'none'}", "--init_from=/nonexistent")
+    lines = missing.stderr.strip().splitlines()
+    assert missing.returncode == 2 and len(lines) == 1, missing.stderr
+    assert "--init_from=/nonexistent: no such directory" in lines[0]
+    assert not (tmp_path / "none").exists()
+
 
 @pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6),
                                         ("gpu", 20000)])

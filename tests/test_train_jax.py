@@ -147,6 +147,7 @@ def test_total_gradient_mode_trains(tmp_path):
     ("--mode=decoders", "decoders"),
     ("--distribution=mirrored", "one device"),
     ("--crop_size=40", "multiple of 16"),
+    ("--init_from=/nonexistent", "--init_from=/nonexistent: no such directory"),
 ])
 def test_refused_flags_give_one_line_and_exit_2(tmp_path, flag, message):
     result = train_jax(f"--model_dir={tmp_path / 'run'}", flag)

@@ -47,12 +47,13 @@ def save_config(model_dir, config, flags_text=None):
         _atomic_write_text(os.path.join(model_dir, FLAGS_FILE), flags_text)
 
 
-def load_config(model_dir):
+def load_config(model_dir, flag="--model_dir"):
+    """The checked configuration of `model_dir`; errors name it as `flag` gave it."""
     path = os.path.join(model_dir, CONFIG)
     if not os.path.isdir(model_dir):
-        raise UsageError(f"--model_dir={model_dir}: no such directory")
+        raise UsageError(f"{flag}={model_dir}: no such directory")
     if not os.path.exists(path):
-        raise UsageError(f"--model_dir={model_dir}: no {CONFIG}; not a tf_propo model "
+        raise UsageError(f"{flag}={model_dir}: no {CONFIG}; not a tf_propo model "
                          "directory (train one with python -m tf_propo.train)")
     try:
         with open(path) as f:
@@ -84,24 +85,19 @@ def check_compatible(saved, wanted, model_dir, flag="--model_dir"):
                              f"run asks for {key}={b}; use another {flag}")
 
 
-def check_resume(model_dir, config):
-    """A run resuming in `model_dir` must train the model it started with; a fine-tune's
-    origin stays on record in `config`."""
+def check_start(model_dir, config, init_from=None):
+    """Before any work: a run resuming in `model_dir` must train the model it started with,
+    and a new fine-tune's `init_from` (a model directory) must hold that model. A fine-tune's
+    origin goes on record in `config`."""
     if os.path.exists(os.path.join(model_dir, CONFIG)):
         saved = load_config(model_dir)
         check_compatible(saved, config, model_dir)
         if "init_from" in saved:
             config["init_from"] = saved["init_from"]
-
-
-def init_from(path, model, config):
-    """Restore `model`, built from `config`, from the trained networks of the model directory
-    `path` (compact or checkpoints) to fine-tune it; records the origin in `config` and returns
-    the path restored."""
-    check_compatible(load_config(path), config, path, flag="--init_from")
-    restored = restore(path, model)
-    config["init_from"] = os.path.abspath(path)
-    return restored
+    if init_from and "init_from" not in config:
+        check_compatible(load_config(init_from, "--init_from"), config, init_from,
+                         flag="--init_from")
+        config["init_from"] = os.path.abspath(init_from)
 
 
 def build_model(config):

@@ -190,7 +190,7 @@ def main(argv):
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
     config = model_config()
-    model_dir.check_resume(FLAGS.model_dir, config)
+    model_dir.check_start(FLAGS.model_dir, config, FLAGS.init_from)
     for layer in config["layers"]:
         try:
             vgg.check_layer(layer)
@@ -229,8 +229,7 @@ def main(argv):
             raise UsageError(f"{manager.latest_checkpoint}: cannot resume "
                              f"({str(e).splitlines()[0]})") from None
     elif FLAGS.init_from:
-        print(f"starting from {model_dir.init_from(FLAGS.init_from, model, config)}",
-              file=sys.stderr)
+        print(f"starting from {model_dir.restore(FLAGS.init_from, model)}", file=sys.stderr)
     start_step = int(step.numpy())
     dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
                                    seed=FLAGS.seed, resize=FLAGS.resize,

@@ -10,8 +10,9 @@ the step) from which the same command resumes.
 
 Differences from tf_propo.train, each refused with a clear error rather than ignored:
 tfds targets, --mode=decoders, --distribution other than default (one device).
---grad_mode=total works (its inner gradient is jax.grad of probes, po.py). Summaries go to model_dir/metrics.jsonl and
-preview strips to model_dir/previews/ instead of TensorBoard. --max_seconds time-boxes a run.
+--grad_mode=total works (its inner gradient is jax.grad of probes, po.py). Summaries go to
+model_dir/metrics.jsonl and preview strips to model_dir/previews/ instead of TensorBoard.
+--max_seconds time-boxes a run.
 """
 
 import json
@@ -105,7 +106,7 @@ def main(argv):
     from tf_propo.progress import Progress
 
     config = train.model_config()
-    model_dir.check_resume(FLAGS.model_dir, config)
+    model_dir.check_start(FLAGS.model_dir, config, FLAGS.init_from)
     if model_dir.has_checkpoints(FLAGS.model_dir):
         raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
                          "resume it with python -m tf_propo.train")
@@ -135,7 +136,6 @@ def main(argv):
         for v, value in zip(optimizer.variables, optimizer_values):
             v.assign(value)
 
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
     state_path = os.path.join(FLAGS.model_dir, STATE)
     start_step = 0
     if os.path.exists(state_path):
@@ -144,8 +144,8 @@ def main(argv):
         write_back(values, opt_values)
         print(f"resuming {FLAGS.model_dir} at step {start_step}/{steps}", file=sys.stderr)
     elif FLAGS.init_from:
-        print(f"starting from {model_dir.init_from(FLAGS.init_from, model, config)}",
-              file=sys.stderr)
+        print(f"starting from {model_dir.restore(FLAGS.init_from, model)}", file=sys.stderr)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
     model_dir.save_config(FLAGS.model_dir, config, train.flags_text())
 
     def compute_loss(trainable, frozen, batch):
