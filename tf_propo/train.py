@@ -308,7 +308,7 @@ def main(argv):
                       "train_seconds": round(train_seconds, 2),
                       "images_per_second": round(max(timed_steps, 0) * FLAGS.batch_size
                                                  / max(train_seconds, 1e-9), 3),
-                      "precision": policy}))
+                      "batch_size": FLAGS.batch_size, "precision": policy}))
 
 
 class PseudoOptimizerObjective:

@@ -11,11 +11,10 @@ loss of each variant's output over Keras' output is reported as well (quality co
 quantization). Prints a Markdown table; the last stdout line is the JSON of all rows.
 """
 
-import json
 import statistics
 import time
 
-from tf_propo import cli
+from tf_propo import benchmarks, cli
 
 from absl import flags
 
@@ -90,13 +89,11 @@ def main(argv):
             progress.update()
     print(f"\nmodel: {FLAGS.model_dir} ({config['mode']}, {config['stages']} stages, width "
           f"{config['width']}); LiteRT threads: {FLAGS.threads}\n")
-    print("| size | runtime | quantize | ms | × Keras | MB | loss / Keras' |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        mb = f"{r['bytes'] / 1e6:.1f}" if r["bytes"] else "-"
-        print(f"| {r['size']} | {r['runtime']} | {r['quantize']} | {r['seconds'] * 1e3:.0f} | "
-              f"{r['ratio_to_keras']:.2f} | {mb} | {r['loss_ratio_to_keras']:.3f} |")
-    print(json.dumps(rows))
+    benchmarks.print_report(
+        ["size", "runtime", "quantize", "ms", "× Keras", "MB", "loss / Keras'"],
+        [[r["size"], r["runtime"], r["quantize"], f"{r['seconds'] * 1e3:.0f}",
+          f"{r['ratio_to_keras']:.2f}", f"{r['bytes'] / 1e6:.1f}" if r["bytes"] else "-",
+          f"{r['loss_ratio_to_keras']:.3f}"] for r in rows], rows)
 
 
 if __name__ == "__main__":

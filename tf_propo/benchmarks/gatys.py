@@ -9,10 +9,9 @@ checkpoint is measured on the float32 metrics encoder (whatever the run's precis
 image at that iteration. Prints a Markdown table; the last stdout line is the JSON of all rows.
 """
 
-import json
 import time
 
-from tf_propo import cli
+from tf_propo import benchmarks, cli
 
 from absl import flags
 
@@ -72,12 +71,10 @@ def main(argv):
                                  "precision": policy, "steps": steps,
                                  "seconds": round(seconds, 2),
                                  "loss_ratio": loss / noise_loss, "texture_loss": loss})
-    print("| target | size | precision | steps | seconds | loss / noise |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['target']} | {r['size']} | {r['precision']} | {r['steps']} | "
-              f"{r['seconds']:.1f} | {r['loss_ratio']:.2e} |")
-    print(json.dumps(rows))
+    benchmarks.print_report(
+        ["target", "size", "precision", "steps", "seconds", "loss / noise"],
+        [[r["target"], r["size"], r["precision"], r["steps"], f"{r['seconds']:.1f}",
+          f"{r['loss_ratio']:.2e}"] for r in rows], rows)
 
 
 if __name__ == "__main__":

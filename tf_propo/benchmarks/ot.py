@@ -9,11 +9,10 @@ after a warm-up. Shares: one eager run with each phase timed to completion. Prin
 Markdown table; the last stdout line is the JSON of all rows.
 """
 
-import json
 import statistics
 import time
 
-from tf_propo import cli
+from tf_propo import benchmarks, cli
 
 from absl import flags
 
@@ -71,13 +70,12 @@ def main(argv):
                              "loss_ratio": float(evaluation.texture_loss(image)[0])
                              / noise_loss})
                 progress.update()
-    print("\n| target | size | strategy | seconds | encode | match | decode | loss / noise |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['target']} | {r['size']} | {r['strategy']} | {r['seconds']:.2f} | "
-              f"{r['encode_share']:.0%} | {r['match_share']:.0%} | {r['decode_share']:.0%} | "
-              f"{r['loss_ratio']:.3g} |")
-    print(json.dumps(rows))
+    print()
+    benchmarks.print_report(
+        ["target", "size", "strategy", "seconds", "encode", "match", "decode", "loss / noise"],
+        [[r["target"], r["size"], r["strategy"], f"{r['seconds']:.2f}",
+          f"{r['encode_share']:.0%}", f"{r['match_share']:.0%}", f"{r['decode_share']:.0%}",
+          f"{r['loss_ratio']:.3g}"] for r in rows], rows)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,9 @@ ratio to the first precision; the first step (graph tracing) is excluded by the 
 The last stdout line is JSON.
 """
 
-import json
-import subprocess
-import sys
-import tempfile
 
-from tf_propo import cli
+from tf_propo import benchmarks, cli
+from tf_propo.benchmarks import training_runs
 
 from absl import flags
 
@@ -33,27 +30,17 @@ def main(argv):
     targets = FLAGS.targets or str(importlib.resources.files("tf_propo") / "samples")
     rows = []
     for policy in FLAGS.precisions:
-        with tempfile.TemporaryDirectory() as run_dir:
-            command = [sys.executable, "-m", "tf_propo.train", f"--flagfile={FLAGS.config}",
-                       f"--targets={targets}", "--holdout=0", f"--model_dir={run_dir}",
-                       f"--steps={FLAGS.steps}", f"--precision={policy}",
-                       f"--checkpoint_every={FLAGS.steps}", *FLAGS.train_flags]
-            print(f"{policy}: {' '.join(command[1:])}", file=sys.stderr)
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode:
-                sys.stderr.write(result.stderr)
-                raise SystemExit(result.returncode)
-            record = json.loads(result.stdout.strip().splitlines()[-1])
+        record = training_runs.timed_run(FLAGS.config, targets, FLAGS.steps,
+                                         [f"--precision={policy}", *FLAGS.train_flags])
         rows.append({"precision": policy, "images_per_second": record["images_per_second"],
                      "final_loss": sum(record["stage_losses"])})
     base = rows[0]["images_per_second"]
-    print("| precision | images/s | × first | loss after the run |")
-    print("|---|---|---|---|")
     for r in rows:
         r["ratio"] = round(r["images_per_second"] / base, 3)
-        print(f"| {r['precision']} | {r['images_per_second']:.2f} | {r['ratio']:.2f} | "
-              f"{r['final_loss']:.4g} |")
-    print(json.dumps(rows))
+    benchmarks.print_report(
+        ["precision", "images/s", "× first", "loss after the run"],
+        [[r["precision"], f"{r['images_per_second']:.2f}", f"{r['ratio']:.2f}",
+          f"{r['final_loss']:.4g}"] for r in rows], rows)
 
 
 if __name__ == "__main__":
