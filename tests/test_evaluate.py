@@ -62,6 +62,29 @@ def test_tiny_evaluation(tmp_path, normalized_weights):
         assert grid.shape[0] == 4 * 64 + 3 * 4 and grid.shape[1] == 3 * 64 + 2 * 4
 
 
+def test_precision_applies_to_the_fast_methods_only(tmp_path, normalized_weights):
+    propo = make_model_dir(tmp_path / "propo", PROPO_CONFIG)
+    target = os.path.join(SAMPLES, "nature_potatoes.png")
+    rows = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        out = tmp_path / policy
+        result = evaluate(f"--targets={target}", "--methods=gatys,propo",
+                          f"--model_dirs=propo={propo}", "--samples=1", "--size=32",
+                          "--gatys_steps=2", f"--precision={policy}", f"--out={out}")
+        assert result.returncode == 0, result.stderr
+        with open(out / "results.csv") as f:
+            rows[policy] = {r["method"]: r for r in csv.DictReader(f)}
+    assert rows["mixed_bfloat16"]["propo"]["precision"] == "mixed_bfloat16"
+    assert rows["mixed_bfloat16"]["gatys"]["precision"] == "float32"
+    assert rows["float32"]["propo"]["precision"] == "float32"
+    # Gatys is the same float32 run either way; ProPO's bfloat16 texture is close to, not
+    # the same as, its float32 one (same noise, same weights).
+    gatys = [rows[p]["gatys"]["texture_loss"] for p in ("mixed_bfloat16", "float32")]
+    assert gatys[0] == gatys[1]
+    bf16, f32 = (float(rows[p]["propo"]["texture_loss"]) for p in ("mixed_bfloat16", "float32"))
+    assert bf16 != f32 and abs(bf16 - f32) < 0.2 * f32
+
+
 def test_bad_evaluation_input(tmp_path):
     cases = [
         (["--targets=/nonexistent.png"], "no such file"),
@@ -71,6 +94,7 @@ def test_bad_evaluation_input(tmp_path):
         ([f"--targets={SAMPLES}", "--methods=gatys+5"], "--gatys_steps"),
         ([f"--targets={SAMPLES}", "--model_dirs=propo"], "propo=DIR"),
         ([f"--targets={SAMPLES}", "--size=40"], "multiple of 16"),
+        ([f"--targets={SAMPLES}", "--precision=float8"], "--precision"),
     ]
     for args, message in cases:
         result = evaluate(*args, f"--out={tmp_path / 'eval'}")

@@ -36,3 +36,16 @@ def test_texture_loss_stays_float32_under_a_bfloat16_policy():
         keras.mixed_precision.set_global_policy("float32")
     assert losses["float32"] > 0
     np.testing.assert_allclose(losses["mixed_bfloat16"], losses["float32"], rtol=0.1)
+
+
+def test_building_under_a_policy_restores_the_global_one():
+    assert keras.config.dtype_policy().name == "float32"
+    with precision.building_under("mixed_bfloat16"):
+        inside = keras.layers.Dense(2)
+    outside = keras.layers.Dense(2)
+    assert inside.compute_dtype == "bfloat16" and inside.variable_dtype == "float32"
+    assert outside.compute_dtype == "float32"
+    with pytest.raises(RuntimeError):
+        with precision.building_under("mixed_bfloat16"):
+            raise RuntimeError("a failed build")
+    assert keras.config.dtype_policy().name == "float32"

@@ -41,10 +41,15 @@ flags.DEFINE_integer("target_size", 256, "Short edge the target is resized to.",
 flags.DEFINE_integer("gatys_steps", 300, "gatys: L-BFGS iterations.", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.")
 flags.DEFINE_string("out", None, "Output directory (created; existing files are replaced).")
+flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                  "Policy the fast methods (po, adapo, propo, ot) are built and timed under "
+                  "(auto: mixed_bfloat16 on CPUs with AVX512-BF16 or AMX and on recent GPUs). "
+                  "Gatys and the +N refinements always run in float32 (L-BFGS-B stops early "
+                  "on bfloat16 gradients); every loss is measured in float32.")
 
-COLUMNS = ("target", "method", "status", "samples", "size", "seconds_per_texture",
-           "texture_loss", "noise_texture_loss", "loss_ratio", "diversity", "peak_memory_mb",
-           "dark_fraction", "target_dark_fraction")
+COLUMNS = ("target", "method", "status", "precision", "samples", "size",
+           "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
+           "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction")
 
 
 def _targets():
@@ -123,24 +128,26 @@ class Runner:
     """Loads each method's model once and synthesises with it; a model that cannot be loaded
     makes the method 'missing' with the reason."""
 
-    def __init__(self, model_dirs):
+    def __init__(self, model_dirs, policy):
         self.model_dirs = model_dirs
+        self.policy = policy
         self.loaded = {}
 
     def model(self, name):
-        from tf_propo import methods
+        from tf_propo import methods, precision
 
         if name not in self.loaded:
             try:
-                if name == "ot":
-                    self.loaded[name] = methods.load_optimal_transport(FLAGS.decoders)
-                elif name == "gatys":
-                    self.loaded[name] = None
-                else:
-                    if name not in self.model_dirs and name != "propo":
-                        raise UsageError(f"no --model_dirs={name}=DIR given")
-                    self.loaded[name], _ = methods.load_pseudo_optimizer(
-                        self.model_dirs.get(name), name)  # propo: the bundled model
+                with precision.building_under(self.policy):
+                    if name == "ot":
+                        self.loaded[name] = methods.load_optimal_transport(FLAGS.decoders)
+                    elif name == "gatys":
+                        self.loaded[name] = None
+                    else:
+                        if name not in self.model_dirs and name != "propo":
+                            raise UsageError(f"no --model_dirs={name}=DIR given")
+                        self.loaded[name], _ = methods.load_pseudo_optimizer(
+                            self.model_dirs.get(name), name)  # propo: the bundled model
             except UsageError as e:
                 self.loaded[name] = e
         return self.loaded[name]
@@ -254,7 +261,10 @@ def main(argv):
     methods, model_dirs = _parse_methods()
     images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
               for path in targets}  # every target is read (and checked) before any work
-    runner = Runner(model_dirs)
+    from tf_propo import precision
+
+    policy = precision.resolve(FLAGS.precision)
+    runner = Runner(model_dirs, policy)
     progress = Progress(len(targets) * len(methods), "evaluate")
     rows, grids = [], {}
     for path, target in images.items():
@@ -267,6 +277,7 @@ def main(argv):
         for spec, method, strategy, refine in methods:
             row = dict.fromkeys(COLUMNS)
             row.update({"target": name, "method": spec, "samples": FLAGS.samples,
+                        "precision": "float32" if method == "gatys" else policy,
                         "size": FLAGS.size, "noise_texture_loss": noise_loss})
             peak_memory_reset()
             try:

@@ -4,6 +4,8 @@ Grams and losses are computed in float32 whatever the policy (texture.py casts),
 only changes the VGG / network arithmetic.
 """
 
+import contextlib
+
 import keras
 
 from tf_propo.errors import UsageError
@@ -53,3 +55,15 @@ def apply(precision):
     policy = resolve(precision)
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+@contextlib.contextmanager
+def building_under(policy):
+    """Layers built inside take `policy` (a concrete name, see resolve); the global policy is
+    restored after, so one process can hold models of several precisions."""
+    previous = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
