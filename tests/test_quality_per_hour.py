@@ -71,7 +71,7 @@ def test_tiny_benchmark_trains_to_the_budget_and_resumes(tmp_path, normalized_we
         assert row["images"] == row["steps"] * entry["batch_size"]
         assert 0 < row["loss_ratio"] < 10
         # The run was trained to exactly the planned steps.
-        with open(tmp_path / row["variant"] / "checkpoint") as f:
+        with open(tmp_path / f"{row['variant']}-{row['steps']}" / "checkpoint") as f:
             assert f"ckpt-{row['steps']}\"" in f.read()
     assert rows[0]["loss_vs_base"] == 1.0
     assert rows[1]["flags"] == "--width=0.0625"

@@ -98,7 +98,8 @@ def main(argv):
     rows = []
     for name, extra in variants:
         entry = plan[name]
-        run_dir = os.path.join(work_dir, _directory_name(name))
+        # The step count in the name: a new plan (another --seconds) never resumes an old run.
+        run_dir = os.path.join(work_dir, f"{_directory_name(name)}-{entry['steps']}")
         training_runs.train(FLAGS.config, FLAGS.targets, run_dir, entry["steps"],
                             [f"--checkpoint_every={max(1, entry['steps'] // 10)}", *extra])
         eval_targets = FLAGS.eval_targets or _held_out(run_dir, FLAGS.targets)
