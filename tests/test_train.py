@@ -200,7 +200,7 @@ def test_init_from_starts_from_another_models_networks(trained, tmp_path):
 
 
 @pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6),
-                                        ("gpu", 20000)])
+                                        ("gpu", 20000), ("one_texture", 300)])
 def test_config_flagfiles_parse(name, steps):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import tf_propo.train as t; from absl import flags; "
@@ -210,3 +210,19 @@ def test_config_flagfiles_parse(name, steps):
                             cwd=root, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(steps), "5" if name != "smoke" else "2"]
+
+
+def test_one_texture_config_fine_tunes_the_bundled_model(tmp_path, normalized_weights):
+    """configs/one_texture.flags names the bundled ProPO as --init_from: its model shape must
+    stay the bundled one's, or the recipe in the README fails at once."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = os.path.join(SAMPLES, "nature_potatoes.png")
+    run = tmp_path / "mine"
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_propo.train", "--flagfile=configs/one_texture.flags",
+         f"--targets={target}", f"--model_dir={run}", "--steps=1", "--crop_size=32",
+         "--batch_size=1", "--precision=float32"],
+        capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "starting from" in result.stderr and "pretrained/propo" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["step"] == 1
