@@ -247,7 +247,7 @@ def main(argv):
 
     import numpy as np
 
-    from tf_propo import image_io, metrics
+    from tf_propo import image_io, metrics, precision
     from tf_propo.files import atomic_write
     from tf_propo.progress import Progress
 
@@ -261,8 +261,6 @@ def main(argv):
     methods, model_dirs = _parse_methods()
     images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
               for path in targets}  # every target is read (and checked) before any work
-    from tf_propo import precision
-
     policy = precision.resolve(FLAGS.precision)
     runner = Runner(model_dirs, policy)
     progress = Progress(len(targets) * len(methods), "evaluate")

@@ -23,7 +23,7 @@ budget).
 import json
 import os
 
-from tf_propo import benchmarks, cli
+from tf_propo import benchmarks, cli, files
 from tf_propo.benchmarks import training_runs
 from tf_propo.errors import UsageError
 
@@ -48,11 +48,14 @@ flags.DEFINE_integer("eval_size", 256, "Evaluation output size in px.", lower_bo
 flags.DEFINE_integer("eval_samples", 2, "Samples per evaluation texture.", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Evaluation noise seed.")
 
+
 def _directory_name(name):
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def _held_out(model_dir, targets):
+    # config.json read directly: tf_propo.model_dir imports Keras, which this driver of
+    # subprocesses never needs.
     with open(os.path.join(model_dir, "config.json")) as f:
         names = json.load(f).get("held_out")
     if not names:
@@ -91,9 +94,8 @@ def main(argv):
                       "batch_size": probe["batch_size"],
                       "steps": training_runs.budget_steps(probe["images_per_second"],
                                                           probe["batch_size"], FLAGS.seconds)}
-        with open(plan_path + ".tmp", "w") as f:
-            json.dump(plan, f, indent=1)
-        os.replace(plan_path + ".tmp", plan_path)
+        text = json.dumps(plan, indent=1)
+        files.atomic_write(plan_path, lambda f: f.write(text.encode()))
 
     rows = []
     for name, extra in variants:
