@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import DECODERS_CONFIG, PROPO_CONFIG, SAMPLES, make_model_dir
 from tf_propo import image_io
@@ -85,6 +86,53 @@ def test_precision_applies_to_the_fast_methods_only(tmp_path, normalized_weights
     assert bf16 != f32 and abs(bf16 - f32) < 0.2 * f32
 
 
+def test_split_halves_cuts_across_the_long_side():
+    from tf_propo.metrics import split_halves
+
+    square = np.arange(4 * 4 * 3).reshape(4, 4, 3)
+    seen, unseen = split_halves(square)
+    np.testing.assert_array_equal(seen, square[:, :2])
+    np.testing.assert_array_equal(unseen, square[:, 2:])
+    tall = np.zeros((7, 3, 3))
+    tall[4:] = 1
+    seen, unseen = split_halves(tall)  # the odd middle row is dropped
+    assert seen.shape == unseen.shape == (3, 3, 3) and seen.max() == 0 and unseen.min() == 1
+    wide = np.zeros((2, 6, 3))
+    assert [h.shape for h in split_halves(wide)] == [(2, 3, 3), (2, 3, 3)]
+
+
+def test_held_out_half_protocol(tmp_path, normalized_weights):
+    """The methods see the left half; the right half, which none saw, scores them beside the
+    left half itself. Gatys copies the seen half's statistics: it fits that half far better than
+    the unseen one, and scores about what the real seen half scores on the unseen one."""
+    from tf_propo import metrics
+
+    propo = make_model_dir(tmp_path / "propo", PROPO_CONFIG)
+    target = os.path.join(SAMPLES, "nature_potatoes.png")
+    out = tmp_path / "eval"
+    result = evaluate(f"--targets={target}", "--methods=gatys,propo",
+                      f"--model_dirs=propo={propo}", "--samples=1", "--size=32",
+                      "--target_size=64", "--gatys_steps=20", "--protocol=held_out_half",
+                      f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    with open(out / "results.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    whole = image_io.resize_short_edge(image_io.read_image(target), 64)
+    seen, unseen = metrics.split_halves(whole)
+    real = float(metrics.TextureMetrics(unseen).texture_loss(seen)[0])
+    for row in rows.values():
+        assert float(row["real_unseen_texture_loss"]) == pytest.approx(real, rel=1e-4)
+        assert float(row["unseen_ratio_to_real"]) == pytest.approx(
+            float(row["unseen_texture_loss"]) / real, rel=1e-4)
+    gatys = rows["gatys"]
+    assert float(gatys["texture_loss"]) < 0.7 * float(gatys["unseen_texture_loss"])
+    assert 0.5 < float(gatys["unseen_ratio_to_real"]) < 2
+    report = (out / "report.md").read_text()
+    assert "held_out_half" in report and "unseen × real |" in report
+    grid = image_io.read_image(str(out / "grids" / "nature_potatoes.png"))
+    assert grid.shape == (2 * 32 + 4, 2 * 32 + 4, 3)  # the whole target, then the sample
+
+
 def test_bad_evaluation_input(tmp_path):
     cases = [
         (["--targets=/nonexistent.png"], "no such file"),
@@ -95,6 +143,7 @@ def test_bad_evaluation_input(tmp_path):
         ([f"--targets={SAMPLES}", "--model_dirs=propo"], "propo=DIR"),
         ([f"--targets={SAMPLES}", "--size=40"], "multiple of 16"),
         ([f"--targets={SAMPLES}", "--precision=float8"], "--precision"),
+        ([f"--targets={SAMPLES}", "--protocol=halves"], "--protocol"),
     ]
     for args, message in cases:
         result = evaluate(*args, f"--out={tmp_path / 'eval'}")

@@ -7,6 +7,12 @@ per texture, and peak memory of the process while the method ran. Writes into --
   results.csv   one row per (target, method), `status` ok or why the method did not run
   report.md     the paper's table (means over targets) with ratios to Gatys, then per target
   grids/*.png   per target: a row per method, target | samples
+Protocols (--protocol): exemplar, the paper's: every method sees the whole target and quality is
+the loss against it, which rewards copying the exemplar's exact statistics (Gatys reaches ~1e-6
+of noise); held_out_half: each target is cut into two halves across its long side, the methods
+see the first only, and quality is also measured against the second, a real sample of the same
+texture no method saw (`unseen_*` columns), beside the first half's own loss against it (`real`:
+what a photograph of the texture scores).
 Methods: gatys, po, adapo, propo (each needs its --model_dirs entry; propo defaults to the
 bundled model), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after a fast method (the
 pseudo optimizer as an initialisation), timed with it.
@@ -25,6 +31,8 @@ from absl import flags
 
 from tf_propo.errors import UsageError
 
+PROTOCOLS = ("exemplar", "held_out_half")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
 flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, ot, "
@@ -41,6 +49,11 @@ flags.DEFINE_integer("target_size", 256, "Short edge the target is resized to.",
 flags.DEFINE_integer("gatys_steps", 300, "gatys: L-BFGS iterations.", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.")
 flags.DEFINE_string("out", None, "Output directory (created; existing files are replaced).")
+flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "exemplar: the methods see the whole "
+                  "target, quality is the loss against it (the paper's). held_out_half: they see "
+                  "one half of each target, quality is also measured against the other half "
+                  "(unseen_* columns) and set beside that of the seen half itself (a real "
+                  "sample of the texture).")
 flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                   "Policy the fast methods (po, adapo, propo, ot) are built and timed under "
                   "(auto: mixed_bfloat16 on CPUs with AVX512-BF16 or AMX and on recent GPUs). "
@@ -49,7 +62,9 @@ flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_f
 
 COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
-           "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction")
+           "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction",
+           "unseen_texture_loss", "real_unseen_texture_loss", "unseen_ratio_to_real")
+
 
 
 def _targets():
@@ -197,18 +212,27 @@ def write_report(path, rows, command):
             r[key] is not None for r in mine) else None
         summary[method] = {k: mean(k) for k in ("loss_ratio", "diversity",
                                                 "seconds_per_texture", "peak_memory_mb",
-                                                "dark_fraction", "target_dark_fraction")}
+                                                "dark_fraction", "target_dark_fraction",
+                                                "unseen_ratio_to_real")}
         summary[method]["targets"] = len(mine)
     gatys = summary.get("gatys")
+    held_out = any(r["unseen_ratio_to_real"] is not None for r in ok)
     lines = ["# Evaluation", "", f"Command: `{command}`", "",
              "Means over targets. loss/noise: texture_loss / texture_loss of uniform noise "
              "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
              "better, diversity: higher, speed: Gatys' seconds over this method's). dark %: "
              "near-black pixels in the samples (targets' in brackets): saturated blobs, "
-             "which the texture loss barely sees.", "",
-             "| method | targets | loss/noise | loss × Gatys | diversity | diversity × Gatys "
-             "| s/texture | speed × Gatys | peak MB | dark % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "which the texture loss barely sees."]
+    if held_out:
+        lines += ["", "Protocol held_out_half: the methods saw one half of each target "
+                  "(loss/noise is against it); unseen × real: the loss against the other "
+                  "half, which no method saw, over that of the seen half itself (a real "
+                  "sample of the texture scores 1; copying the seen half's statistics "
+                  "exactly scores about 1 too)."]
+    extra = " unseen × real |" if held_out else ""
+    lines += ["", "| method | targets | loss/noise | loss × Gatys | diversity | diversity × "
+              f"Gatys | s/texture | speed × Gatys | peak MB | dark % |{extra}",
+              "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
     for method, s in summary.items():
         loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
         div_vs = (s["diversity"] / gatys["diversity"]
@@ -218,7 +242,8 @@ def write_report(path, rows, command):
                      f"{_fmt(loss_vs, '.3g')} | {_fmt(s['diversity'], '.1f')} | "
                      f"{_fmt(div_vs, '.2f')} | {_fmt(s['seconds_per_texture'], '.3g')} | "
                      f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} | "
-                     f"{_percent(s['dark_fraction'])} ({_percent(s['target_dark_fraction'])}) |")
+                     f"{_percent(s['dark_fraction'])} ({_percent(s['target_dark_fraction'])}) |"
+                     + (f" {_fmt(s['unseen_ratio_to_real'], '.3g')} |" if held_out else ""))
     missing = [r for r in rows if r["status"] != "ok"]
     if missing:
         lines += ["", "Not run:", ""]
@@ -227,13 +252,15 @@ def write_report(path, rows, command):
     lines += ["", "Grids (grids/TARGET.png): one row per method that ran, in the order "
               f"{', '.join(methods)}; each row: target | samples.", ""]
     lines += ["## Per target", "", "| target | method | loss/noise | diversity | "
-              "s/texture | peak MB | dark % |", "|---|---|---|---|---|---|---|"]
+              f"s/texture | peak MB | dark % |{extra}",
+              "|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
     for r in ok:
         lines.append(f"| {r['target']} | {r['method']} | {_fmt(r['loss_ratio'], '.3g')} | "
                      f"{_fmt(r['diversity'], '.1f')} | "
                      f"{_fmt(r['seconds_per_texture'], '.3g')} | "
                      f"{_fmt(r['peak_memory_mb'], '.0f')} | "
-                     f"{_percent(r['dark_fraction'])} ({_percent(r['target_dark_fraction'])}) |")
+                     f"{_percent(r['dark_fraction'])} ({_percent(r['target_dark_fraction'])}) |"
+                     + (f" {_fmt(r['unseen_ratio_to_real'], '.3g')} |" if held_out else ""))
     from tf_propo.files import atomic_write
 
     atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
@@ -265,8 +292,13 @@ def main(argv):
     runner = Runner(model_dirs, policy)
     progress = Progress(len(targets) * len(methods), "evaluate")
     rows, grids = [], {}
-    for path, target in images.items():
+    for path, whole in images.items():
         name = os.path.basename(path)
+        target, held_out, real_unseen = whole, None, None
+        if FLAGS.protocol == "held_out_half":
+            target, unseen = metrics.split_halves(whole)
+            held_out = metrics.TextureMetrics(unseen)
+            real_unseen = float(held_out.texture_loss(target)[0])
         evaluation = metrics.TextureMetrics(target)
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())
@@ -292,8 +324,13 @@ def main(argv):
                             "peak_memory_mb": peak_memory_mb(),
                             "dark_fraction": metrics.dark_fraction(result),
                             "target_dark_fraction": target_dark})
+                if held_out:
+                    unseen_loss = float(held_out.texture_loss(result).mean())
+                    row.update({"unseen_texture_loss": unseen_loss,
+                                "real_unseen_texture_loss": real_unseen,
+                                "unseen_ratio_to_real": unseen_loss / real_unseen})
                 grid_rows.append(image_io.tile_horizontally(
-                    [image_io.resize_short_edge(target, FLAGS.size)] + list(result)))
+                    [image_io.resize_short_edge(whole, FLAGS.size)] + list(result)))
             rows.append(row)
             progress.update()
         if grid_rows:

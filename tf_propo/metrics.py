@@ -8,6 +8,8 @@ noise_texture_loss  the same for `reference_noise` with the same seed: uniform n
 diversity           texture.diversity on texture.DIVERSITY_LAYER over samples of one target.
 dark_fraction       the share of near-black pixels: the Gram loss barely sees a few
                     saturated blobs (pseudo optimizers make them), this number does.
+split_halves        a target's two halves: synthesise from one, score against the other (a
+                    real sample of the texture no method saw; evaluate --protocol).
 """
 
 import numpy as np
@@ -24,6 +26,17 @@ def dark_fraction(images):
     """Fraction of the pixels of an image [H, W, 3] or batch whose brightest channel is below
     DARK_LEVEL (the held-out textures here have ~0; a blob of 20x20 px at 256² is 0.6%)."""
     return float(np.mean(np.max(np.asarray(images), axis=-1) < DARK_LEVEL))
+
+
+def split_halves(image):
+    """(seen, unseen): the two halves of an image [H, W, 3] cut across its long side (left |
+    right when W >= H, top / bottom otherwise); a middle odd column or row is dropped."""
+    height, width = image.shape[:2]
+    if width >= height:
+        half = width // 2
+        return image[:, :half], image[:, width - half:]
+    half = height // 2
+    return image[:half], image[height - half:]
 
 
 def reference_noise(seed, size, samples=1):
