@@ -42,6 +42,9 @@ def test_summarize_averages_the_rows_that_ran():
     result = training_runs.summarize(rows)
     assert result["loss_ratio"] == pytest.approx(0.003)
     assert result["dark_percent"] == pytest.approx(0.2)
+    assert "unseen_vs_real" not in result  # an exemplar evaluation has no unseen half
+    held_out = [{**r, "unseen_ratio_to_real": v} for r, v in zip(rows, ("8", "12", ""))]
+    assert training_runs.summarize(held_out)["unseen_vs_real"] == pytest.approx(10)
     assert result["targets"] == 2
     with pytest.raises(UsageError):
         training_runs.summarize(rows[2:])
@@ -77,8 +80,11 @@ def test_tiny_benchmark_trains_to_the_budget_and_resumes(tmp_path, normalized_we
     assert rows[1]["flags"] == "--width=0.0625"
     assert "| narrow | --width=0.0625 |" in result.stdout
 
-    again = _benchmark(*args)
+    # Resumed with the other evaluation protocol: nothing is trained again, only evaluated.
+    again = _benchmark(*args, "--protocol=held_out_half")
     assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout.strip().splitlines()[-1])
+    assert all(r["unseen_vs_real"] > 0 for r in resumed) and "unseen × real" in again.stdout
     assert "tf_propo.train --flagfile=configs/smoke.flags --targets" in again.stderr
     assert "--holdout=0" not in again.stderr  # no new throughput probe: the plan is reused
     assert "train propo" not in again.stderr  # no progress bar: nothing trained again

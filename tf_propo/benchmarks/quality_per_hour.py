@@ -13,7 +13,9 @@ flags added to the base's), in one run on this machine:
    learning-rate schedule runs to its end (the figure is quality per training budget, not a
    snapshot of a longer run);
 3. evaluate the result on the config's held-out textures (never trained on): texture_loss /
-   noise and near-black pixels, as `python -m tf_propo.evaluate`.
+   noise and near-black pixels, as `python -m tf_propo.evaluate`; with
+   `--protocol=held_out_half` also the loss against the half of each texture the model did
+   not see over a real sample's ("unseen × real", 1 for a photograph of the texture).
 Prints a Markdown table with each variant's loss over the base's; the last stdout line is the
 JSON of all rows. Runs live in `--work_dir` and resume: run the same command again after an
 interruption (plan.json keeps each variant's step count, so a resumed run trains to the same
@@ -47,6 +49,9 @@ flags.DEFINE_list("eval_targets", None, "Evaluation textures (default: the textu
 flags.DEFINE_integer("eval_size", 256, "Evaluation output size in px.", lower_bound=16)
 flags.DEFINE_integer("eval_samples", 2, "Samples per evaluation texture.", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Evaluation noise seed.")
+flags.DEFINE_enum("protocol", "exemplar", ("exemplar", "held_out_half"), "Evaluation protocol "
+                  "(python -m tf_propo.evaluate --protocol): exemplar scores against the whole "
+                  "texture; held_out_half adds the unseen half's score over a real sample's.")
 
 
 def _directory_name(name):
@@ -107,7 +112,7 @@ def main(argv):
         eval_targets = FLAGS.eval_targets or _held_out(run_dir, FLAGS.targets)
         result = training_runs.summarize(training_runs.evaluate_propo(
             run_dir, eval_targets, FLAGS.eval_size, FLAGS.eval_samples, FLAGS.seed,
-            os.path.join(run_dir, "eval")))
+            os.path.join(run_dir, "eval"), FLAGS.protocol))
         rows.append({**entry, **result, "variant": name, "flags": " ".join(extra),
                      "images": entry["steps"] * entry["batch_size"]})
 
@@ -117,11 +122,14 @@ def main(argv):
           f"{FLAGS.eval_samples} samples, seed {FLAGS.seed}.")
     for r in rows:
         r["loss_vs_base"] = round(r["loss_ratio"] / base_loss, 3)
+    unseen = FLAGS.protocol == "held_out_half"
     benchmarks.print_report(
-        ["variant", "flags", "images/s", "steps", "images", "loss/noise", "× base", "dark %"],
+        ["variant", "flags", "images/s", "steps", "images", "loss/noise", "× base", "dark %"]
+        + (["unseen × real"] if unseen else []),
         [[r["variant"], r["flags"] or "(config)", f"{r['images_per_second']:.2f}", r["steps"],
           r["images"], f"{r['loss_ratio']:.3g}", f"{r['loss_vs_base']:.2f}",
-          f"{r['dark_percent']:.2f}"] for r in rows], rows)
+          f"{r['dark_percent']:.2f}"] + ([f"{r['unseen_vs_real']:.3g}"] if unseen else [])
+         for r in rows], rows)
 
 
 if __name__ == "__main__":

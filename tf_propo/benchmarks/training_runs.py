@@ -44,12 +44,13 @@ def train(config, targets, model_dir, steps, train_flags):
     return _run(train_command(config, targets, model_dir, steps, train_flags), capture=False)
 
 
-def evaluate_propo(model_dir, targets, size, samples, seed, out):
-    """`evaluate --methods=propo` of a model_dir on `targets` (paths); the rows of its
-    results.csv."""
+def evaluate_propo(model_dir, targets, size, samples, seed, out, protocol="exemplar"):
+    """`evaluate --methods=propo` of a model_dir on `targets` (paths) under evaluate's
+    `protocol`; the rows of its results.csv."""
     _run([sys.executable, "-m", "tf_propo.evaluate", f"--targets={','.join(targets)}",
           "--methods=propo", f"--model_dirs=propo={model_dir}", f"--samples={samples}",
-          f"--size={size}", f"--seed={seed}", f"--out={out}"], capture=True)
+          f"--size={size}", f"--seed={seed}", f"--protocol={protocol}", f"--out={out}"],
+         capture=True)
     with open(os.path.join(out, "results.csv"), newline="") as f:
         return list(csv.DictReader(f))
 
@@ -82,10 +83,14 @@ def budget_steps(images_per_second, batch_size, seconds):
 
 
 def summarize(rows):
-    """Means over evaluate's results.csv rows: texture_loss / noise and near-black %."""
+    """Means over evaluate's results.csv rows: texture_loss / noise, near-black % and, from a
+    held_out_half evaluation, the unseen half's loss over a real sample's (unseen_vs_real)."""
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
         raise UsageError("the evaluation produced no result")
-    return {"loss_ratio": sum(float(r["loss_ratio"]) for r in ok) / len(ok),
-            "dark_percent": 100 * sum(float(r["dark_fraction"]) for r in ok) / len(ok),
-            "targets": len(ok)}
+    mean = lambda key, scale=1: scale * sum(float(r[key]) for r in ok) / len(ok)  # noqa: E731
+    result = {"loss_ratio": mean("loss_ratio"), "dark_percent": mean("dark_fraction", 100),
+              "targets": len(ok)}
+    if all(r.get("unseen_ratio_to_real") for r in ok):
+        result["unseen_vs_real"] = mean("unseen_ratio_to_real")
+    return result
