@@ -101,6 +101,16 @@ def test_split_halves_cuts_across_the_long_side():
     assert [h.shape for h in split_halves(wide)] == [(2, 3, 3), (2, 3, 3)]
 
 
+def test_halves_repeat_only_for_copies():
+    from tf_propo.metrics import halves_repeat
+
+    rng = np.random.default_rng(0)
+    half = rng.uniform(0, 1, (16, 8, 3))
+    assert halves_repeat(half, half + 0.5 / 255)       # a copy, resampled
+    assert not halves_repeat(half, rng.uniform(0, 1, (16, 8, 3)))
+    assert not halves_repeat(half, half[::-1])         # the same pixels, elsewhere
+
+
 def test_held_out_half_protocol(tmp_path, normalized_weights):
     """The methods see the left half; the right half, which none saw, scores them beside the
     left half itself. Gatys copies the seen half's statistics: it fits that half far better than
@@ -109,14 +119,21 @@ def test_held_out_half_protocol(tmp_path, normalized_weights):
 
     propo = make_model_dir(tmp_path / "propo", PROPO_CONFIG)
     target = os.path.join(SAMPLES, "nature_potatoes.png")
+    # A tiled texture whose halves are copies: nothing of it is unseen.
+    tile = image_io.resize_short_edge(image_io.read_image(target), 64)[:, :32]
+    tiled = str(tmp_path / "tiled.png")
+    image_io.write_image(tiled, np.concatenate([tile, tile], axis=1))
     out = tmp_path / "eval"
-    result = evaluate(f"--targets={target}", "--methods=gatys,propo",
+    result = evaluate(f"--targets={target},{tiled}", "--methods=gatys,propo",
                       f"--model_dirs=propo={propo}", "--samples=1", "--size=32",
                       "--target_size=64", "--gatys_steps=20", "--protocol=held_out_half",
                       f"--out={out}")
     assert result.returncode == 0, result.stderr
     with open(out / "results.csv") as f:
-        rows = {r["method"]: r for r in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    assert all(r["status"] == "ok" for r in rows)
+    assert all(r["unseen_ratio_to_real"] == "" for r in rows if r["target"] == "tiled.png")
+    rows = {r["method"]: r for r in rows if r["target"] == "nature_potatoes.png"}
     whole = image_io.resize_short_edge(image_io.read_image(target), 64)
     seen, unseen = metrics.split_halves(whole)
     real = float(metrics.TextureMetrics(unseen).texture_loss(seen)[0])
@@ -129,6 +146,10 @@ def test_held_out_half_protocol(tmp_path, normalized_weights):
     assert 0.5 < float(gatys["unseen_ratio_to_real"]) < 2
     report = (out / "report.md").read_text()
     assert "held_out_half" in report and "unseen × real |" in report
+    assert "copies of each other, so nothing is unseen): tiled.png." in report
+    summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
+    assert summary["gatys"]["unseen_ratio_to_real"] == pytest.approx(
+        float(gatys["unseen_ratio_to_real"]))  # the tiled target is left out of the mean
     grid = image_io.read_image(str(out / "grids" / "nature_potatoes.png"))
     assert grid.shape == (2 * 32 + 4, 2 * 32 + 4, 3)  # the whole target, then the sample
 

@@ -45,6 +45,8 @@ def test_summarize_averages_the_rows_that_ran():
     assert "unseen_vs_real" not in result  # an exemplar evaluation has no unseen half
     held_out = [{**r, "unseen_ratio_to_real": v} for r, v in zip(rows, ("8", "12", ""))]
     assert training_runs.summarize(held_out)["unseen_vs_real"] == pytest.approx(10)
+    held_out[1]["unseen_ratio_to_real"] = ""  # a texture whose halves repeat
+    assert training_runs.summarize(held_out)["unseen_vs_real"] == pytest.approx(8)
     assert result["targets"] == 2
     with pytest.raises(UsageError):
         training_runs.summarize(rows[2:])

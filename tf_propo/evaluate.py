@@ -212,11 +212,14 @@ def write_report(path, rows, command):
             r[key] is not None for r in mine) else None
         summary[method] = {k: mean(k) for k in ("loss_ratio", "diversity",
                                                 "seconds_per_texture", "peak_memory_mb",
-                                                "dark_fraction", "target_dark_fraction",
-                                                "unseen_ratio_to_real")}
+                                                "dark_fraction", "target_dark_fraction")}
+        unseen = [r["unseen_ratio_to_real"] for r in mine
+                  if r["unseen_ratio_to_real"] is not None]  # none where the halves repeat
+        summary[method]["unseen_ratio_to_real"] = float(np.mean(unseen)) if unseen else None
         summary[method]["targets"] = len(mine)
     gatys = summary.get("gatys")
     held_out = any(r["unseen_ratio_to_real"] is not None for r in ok)
+    repeats = sorted({r["target"] for r in ok if held_out and r["unseen_ratio_to_real"] is None})
     lines = ["# Evaluation", "", f"Command: `{command}`", "",
              "Means over targets. loss/noise: texture_loss / texture_loss of uniform noise "
              "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
@@ -229,6 +232,9 @@ def write_report(path, rows, command):
                   "half, which no method saw, over that of the seen half itself (a real "
                   "sample of the texture scores 1; copying the seen half's statistics "
                   "exactly scores about 1 too)."]
+        if repeats:
+            lines += ["", "Left out of unseen × real (their two halves are copies of each "
+                      f"other, so nothing is unseen): {', '.join(repeats)}."]
     extra = " unseen × real |" if held_out else ""
     lines += ["", "| method | targets | loss/noise | loss × Gatys | diversity | diversity × "
               f"Gatys | s/texture | speed × Gatys | peak MB | dark % |{extra}",
@@ -297,8 +303,9 @@ def main(argv):
         target, held_out, real_unseen = whole, None, None
         if FLAGS.protocol == "held_out_half":
             target, unseen = metrics.split_halves(whole)
-            held_out = metrics.TextureMetrics(unseen)
-            real_unseen = float(held_out.texture_loss(target)[0])
+            if not metrics.halves_repeat(target, unseen):
+                held_out = metrics.TextureMetrics(unseen)
+                real_unseen = float(held_out.texture_loss(target)[0])
         evaluation = metrics.TextureMetrics(target)
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())

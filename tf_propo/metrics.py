@@ -9,7 +9,8 @@ diversity           texture.diversity on texture.DIVERSITY_LAYER over samples of
 dark_fraction       the share of near-black pixels: the Gram loss barely sees a few
                     saturated blobs (pseudo optimizers make them), this number does.
 split_halves        a target's two halves: synthesise from one, score against the other (a
-                    real sample of the texture no method saw; evaluate --protocol).
+                    real sample of the texture no method saw; evaluate --protocol), unless
+                    halves_repeat (tiled textures whose halves are copies).
 """
 
 import numpy as np
@@ -37,6 +38,14 @@ def split_halves(image):
         return image[:, :half], image[:, width - half:]
     half = height // 2
     return image[:half], image[height - half:]
+
+
+def halves_repeat(seen, unseen):
+    """Whether two halves are copies of each other up to resampling (mean difference under
+    one 8-bit level): tiled textures whose halves repeat have no unseen half to score
+    against (a real sample would score 0, any method infinitely worse)."""
+    return float(np.mean(np.abs(np.asarray(seen, np.float32)
+                                - np.asarray(unseen, np.float32)))) < 1 / 255
 
 
 def reference_noise(seed, size, samples=1):
