@@ -66,7 +66,6 @@ COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "unseen_texture_loss", "real_unseen_texture_loss", "unseen_ratio_to_real")
 
 
-
 def _targets():
     from tf_propo import data
 
@@ -219,7 +218,6 @@ def write_report(path, rows, command):
         summary[method]["targets"] = len(mine)
     gatys = summary.get("gatys")
     held_out = any(r["unseen_ratio_to_real"] is not None for r in ok)
-    repeats = sorted({r["target"] for r in ok if held_out and r["unseen_ratio_to_real"] is None})
     lines = ["# Evaluation", "", f"Command: `{command}`", "",
              "Means over targets. loss/noise: texture_loss / texture_loss of uniform noise "
              "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
@@ -232,6 +230,7 @@ def write_report(path, rows, command):
                   "half, which no method saw, over that of the seen half itself (a real "
                   "sample of the texture scores 1; copying the seen half's statistics "
                   "exactly scores about 1 too)."]
+        repeats = sorted({r["target"] for r in ok if r["unseen_ratio_to_real"] is None})
         if repeats:
             lines += ["", "Left out of unseen × real (their two halves are copies of each "
                       f"other, so nothing is unseen): {', '.join(repeats)}."]
@@ -300,13 +299,13 @@ def main(argv):
     rows, grids = [], {}
     for path, whole in images.items():
         name = os.path.basename(path)
-        target, held_out, real_unseen = whole, None, None
+        target, unseen, held_out, real_unseen = whole, None, None, None
         if FLAGS.protocol == "held_out_half":
             target, unseen = metrics.split_halves(whole)
-            if not metrics.halves_repeat(target, unseen):
-                held_out = metrics.TextureMetrics(unseen)
-                real_unseen = float(held_out.texture_loss(target)[0])
         evaluation = metrics.TextureMetrics(target)
+        if unseen is not None and not metrics.halves_repeat(target, unseen):
+            held_out = metrics.TextureMetrics(unseen, encoder=evaluation.encoder)
+            real_unseen = float(held_out.texture_loss(target)[0])
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())
         target_dark = metrics.dark_fraction(target)

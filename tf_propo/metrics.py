@@ -58,9 +58,11 @@ def reference_noise(seed, size, samples=1):
 class TextureMetrics:
     """Target statistics and the metrics against them, on a float32 pretrained encoder."""
 
-    def __init__(self, target, vgg_weights="normalized", layers=texture.TEXTURE_LAYERS):
+    def __init__(self, target, vgg_weights="normalized", layers=texture.TEXTURE_LAYERS,
+                 encoder=None):
+        """encoder: another TextureMetrics' encoder to share (same layers and weights)."""
         self.layers = tuple(layers)
-        self.encoder = weights.pretrained_encoder(
+        self.encoder = encoder or weights.pretrained_encoder(
             self.layers + (texture.DIVERSITY_LAYER,), source=vgg_weights, dtype="float32")
         self.target_grams = self.grams(target)
 

@@ -31,6 +31,8 @@ from tf_propo.errors import UsageError
 
 from absl import flags
 
+PROTOCOLS = ("exemplar", "held_out_half")  # evaluate.PROTOCOLS, without its flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "configs/demo.flags", "Flagfile of the base configuration; it "
                     "must hold textures out (--holdout) unless --eval_targets is given.")
@@ -49,7 +51,7 @@ flags.DEFINE_list("eval_targets", None, "Evaluation textures (default: the textu
 flags.DEFINE_integer("eval_size", 256, "Evaluation output size in px.", lower_bound=16)
 flags.DEFINE_integer("eval_samples", 2, "Samples per evaluation texture.", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Evaluation noise seed.")
-flags.DEFINE_enum("protocol", "exemplar", ("exemplar", "held_out_half"), "Evaluation protocol "
+flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "Evaluation protocol "
                   "(python -m tf_propo.evaluate --protocol): exemplar scores against the whole "
                   "texture; held_out_half adds the unseen half's score over a real sample's.")
 
@@ -128,7 +130,9 @@ def main(argv):
         + (["unseen × real"] if unseen else []),
         [[r["variant"], r["flags"] or "(config)", f"{r['images_per_second']:.2f}", r["steps"],
           r["images"], f"{r['loss_ratio']:.3g}", f"{r['loss_vs_base']:.2f}",
-          f"{r['dark_percent']:.2f}"] + ([f"{r['unseen_vs_real']:.3g}"] if unseen else [])
+          f"{r['dark_percent']:.2f}"]
+         # "-": every texture's halves repeat, so none has an unseen half.
+         + ([f"{r['unseen_vs_real']:.3g}" if "unseen_vs_real" in r else "-"] if unseen else [])
          for r in rows], rows)
 
 
