@@ -8,14 +8,19 @@ import numpy as np
 LOSS_RATIO_WARNING = 1.25
 
 
+def image_relative_error(exported, reference):
+    """||exported − reference|| / ||reference|| (L2 over every pixel and channel)."""
+    exported, reference = np.asarray(exported, np.float64), np.asarray(reference, np.float64)
+    return float(np.linalg.norm(exported - reference) / max(np.linalg.norm(reference), 1e-12))
+
+
 def parity(exported, reference, target):
     """Relative L2 image error and texture-loss ratio (exported / Keras) against `target`."""
     from tf_propo import metrics
 
     evaluation = metrics.TextureMetrics(target)
     losses = evaluation.texture_loss(np.stack([exported, reference]))
-    error = np.linalg.norm(exported - reference) / max(np.linalg.norm(reference), 1e-12)
-    return {"image_relative_error": float(error),
+    return {"image_relative_error": image_relative_error(exported, reference),
             "texture_loss_ratio": float(losses[0] / max(losses[1], 1e-30))}
 
 

@@ -1,5 +1,7 @@
 """The training data pipeline: shapes, determinism and resuming, bad folders, tfds."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,26 @@ def test_local_training_images_refuses_small_images_and_bad_crops():
         data.local_training_images(SAMPLES, 40, 64)
     with pytest.raises(UsageError, match="larger than"):
         data.local_training_images(SAMPLES, 80, 64)
+
+
+def test_image_paths_and_the_images_a_model_never_saw(tmp_path):
+    folder = tmp_path / "textures"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg", "c.png", "notes.txt"):
+        (folder / name).write_bytes(b"")
+    elsewhere = tmp_path / "b.png"
+    elsewhere.write_bytes(b"")
+    paths = data.image_paths([str(folder), str(elsewhere)])
+    assert [os.path.basename(p) for p in paths] == ["a.png", "b.jpg", "c.png", "b.png"]
+    for specs, message in (([str(tmp_path / "nope")], "no such file"), ([], "is required"),
+                           ([str(tmp_path / "empty")], "no images")):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(UsageError, match=message):
+            data.image_paths(specs, flag="--targets")
+
+    trained = {"targets": str(folder), "held_out": ["c.png"]}
+    # Only the held-out image of the training folder is unseen; b.png elsewhere is another
+    # image, a.png and b.jpg were trained on.
+    assert [os.path.basename(p) for p in data.unseen_by(trained, paths)] == ["c.png", "b.png"]
+    assert data.unseen_by({"targets": str(folder)}, paths) == [str(elsewhere)]
+    assert data.unseen_by({"targets": str(tmp_path / "gone")}, paths) == paths

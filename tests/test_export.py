@@ -113,18 +113,28 @@ def test_saved_model_cli_runs_the_serving_signature(saved_model, tmp_path):
     assert texture.shape == (32, 32, 3) and texture.dtype == np.uint8
 
 
+@pytest.fixture(scope="module")
+def tflite_exports(model_dir, tmp_path_factory):
+    """{quantize: (path, export's JSON record)}: each variant exported once (64² output and
+    target), shared by the parity and file-size tests."""
+    pytest.importorskip("ai_edge_litert")
+    folder = tmp_path_factory.mktemp("tflite")
+    exports = {}
+    for quantize in ("none", "fp16", "int8", "dynamic"):
+        out = folder / f"m_{quantize}.tflite"
+        exports[quantize] = (out, last_json(command(
+            "tf_propo.export", f"--model_dir={model_dir}", "--format=tflite",
+            f"--quantize={quantize}", "--size=64", "--target_size=64", f"--out={out}",
+            "--calibration_samples=4")))
+    return exports
+
+
 @pytest.mark.parametrize("quantize", ["none", "fp16", "int8", "dynamic"])
-def test_tflite_variants_match_keras(quantize, model_dir, pipeline, tmp_path):
-    litert = pytest.importorskip("ai_edge_litert")
-    del litert
+def test_tflite_variants_match_keras(quantize, tflite_exports, pipeline):
     from tf_propo import metrics
     from tf_propo.export import run as runner
 
-    out = tmp_path / f"m_{quantize}.tflite"
-    record = last_json(command("tf_propo.export", f"--model_dir={model_dir}",
-                               "--format=tflite", f"--quantize={quantize}", "--size=64",
-                               "--target_size=64", f"--out={out}",
-                               "--calibration_samples=4"))
+    out, record = tflite_exports[quantize]
     assert record["bytes"] == os.path.getsize(out)
     interpreter = runner.interpreter(str(out))
     assert runner.input_shapes(interpreter) == {"target": [1, 64, 64, 3],
@@ -147,6 +157,24 @@ def test_tflite_variants_match_keras(quantize, model_dir, pipeline, tmp_path):
         assert 0.5 < ratio[0] < 3, ratio
 
 
+def test_parity_benchmark_finds_fp16_exact_on_its_rounded_weights(model_dir, tmp_path):
+    """tf_propo.benchmarks.export_parity on a tiny run: the fp16 .tflite is Keras computing
+    with the same float16-rounded weights (whatever the model's own sensitivity to the
+    rounding), and every comparison row is there."""
+    pytest.importorskip("ai_edge_litert")
+    rows = last_json(command("tf_propo.benchmarks.export_parity", f"--model_dir={model_dir}",
+                             f"--targets={TARGET}", "--size=32", "--seeds=2",
+                             "--quantizations=fp16"))
+    by_name = {r["variant"]: r for r in rows}
+    assert set(by_name) == {"fp16", "keras, noise moved", "keras, fp16-rounded weights",
+                            "fp16 vs keras on its weights"}
+    assert all(r["samples"] == 2 for r in rows)
+    assert by_name["fp16 vs keras on its weights"]["max_image_error"] < 1e-3
+    assert by_name["fp16"]["bytes"] > 0
+    for row in rows:
+        assert row["loss_ratio_low"] <= row["geomean_loss_ratio"] <= row["loss_ratio_high"]
+
+
 def test_parity_warning_only_for_a_much_worse_texture():
     from tf_propo.export.parity import warning as parity_warning
 
@@ -159,17 +187,11 @@ def test_parity_warning_only_for_a_much_worse_texture():
     assert "dynamic" not in parity_warning({"texture_loss_ratio": 2.0}, "fp16")
 
 
-def test_quantized_files_are_smaller(model_dir, tmp_path):
-    pytest.importorskip("ai_edge_litert")
-    sizes = {}
-    for quantize in ("none", "fp16"):
-        out = tmp_path / f"{quantize}.tflite"
-        sizes[quantize] = last_json(command(
-            "tf_propo.export", f"--model_dir={model_dir}", "--format=tflite",
-            f"--quantize={quantize}", "--size=32", "--target_size=32", "--noverify",
-            f"--out={out}"))["bytes"]
-    # The VGG weights dominate: fp16 halves them.
+def test_quantized_files_are_smaller(tflite_exports):
+    sizes = {quantize: record["bytes"] for quantize, (_, record) in tflite_exports.items()}
+    # The VGG weights dominate: fp16 halves them; int8 quarters them (biases stay float32).
     assert sizes["fp16"] < 0.6 * sizes["none"]
+    assert sizes["int8"] < 0.5 * sizes["none"] and sizes["dynamic"] < 0.5 * sizes["none"]
 
 
 def test_litert_runner_writes_the_texture(model_dir, pipeline, tmp_path):

@@ -32,6 +32,25 @@ def list_images(folder):
     return sorted(paths)
 
 
+def image_paths(specs, flag="--targets"):
+    """Image paths of a list of image files and folders (a folder gives its images, sorted),
+    or a UsageError naming `flag`."""
+    paths = []
+    for spec in specs or []:
+        if os.path.isdir(spec):
+            found = list_images(spec)
+            if not found:
+                raise UsageError(f"{flag}: no images in {spec}")
+            paths += found
+        elif os.path.isfile(spec):
+            paths.append(spec)
+        else:
+            raise UsageError(f"{flag}: {spec}: no such file or folder")
+    if not paths:
+        raise UsageError(f"{flag} is required (images and/or folders)")
+    return paths
+
+
 def split_holdout(paths, holdout):
     """(train, held out): every `holdout`-th image of the sorted list is held out for
     evaluation on textures the model never saw (0: none)."""
@@ -48,6 +67,17 @@ def held_out_names(targets, holdout):
         return None
     _, held = split_holdout(list_images(targets), holdout)
     return [os.path.basename(p) for p in held]
+
+
+def unseen_by(model_config, paths):
+    """`paths` less the images a model trained on (by file name, where its training folder
+    is here to list): what its config.json lists as held out, and images from elsewhere."""
+    trained_on = model_config.get("targets")
+    if not (trained_on and os.path.isdir(trained_on)):
+        return list(paths)
+    seen = {os.path.basename(p) for p in list_images(trained_on)}
+    seen -= set(model_config.get("held_out") or ())
+    return [p for p in paths if os.path.basename(p) not in seen]
 
 
 def load_local_images(spec, resize, holdout=0):

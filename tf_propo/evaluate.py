@@ -69,20 +69,7 @@ COLUMNS = ("target", "method", "status", "precision", "samples", "size",
 def _targets():
     from tf_propo import data
 
-    paths = []
-    for spec in FLAGS.targets or []:
-        if os.path.isdir(spec):
-            found = data.list_images(spec)
-            if not found:
-                raise UsageError(f"--targets: no images in {spec}")
-            paths += found
-        elif os.path.isfile(spec):
-            paths.append(spec)
-        else:
-            raise UsageError(f"--targets: {spec}: no such file or folder")
-    if not paths:
-        raise UsageError("--targets is required (images and/or folders)")
-    return paths
+    return data.image_paths(FLAGS.targets)
 
 
 def _parse_methods():
