@@ -3,7 +3,8 @@
   --format=saved_model  a SavedModel directory for TF Serving (signatures: see
                         tf_propo/export/saved_model.py)
   --format=tflite       a .tflite file for LiteRT, static --size / --target_size, with
-                        --quantize={none,fp16,int8,dynamic} (see tf_propo/export/tflite.py)
+                        --quantize={none,fp16,int8,dynamic,int8_weights}
+                        (see tf_propo/export/tflite.py)
   --format=compact      a compact model directory (config.json + float16 weights.npz with
                         its sha256), loadable wherever a model_dir is: what the package
                         bundles; any model, the OT decoders included
@@ -28,7 +29,8 @@ from absl import flags
 from tf_propo.errors import UsageError
 
 FORMATS = ("saved_model", "tflite", "compact")
-QUANTIZATIONS = ("none", "fp16", "int8", "dynamic")  # tflite.QUANTIZATIONS, without importing TF
+# tflite.QUANTIZATIONS, without importing TF
+QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
@@ -43,8 +45,11 @@ flags.DEFINE_integer("target_size", 256, "Target size in px: the short edge the 
                      "resizes targets to, and the tflite model's static target input "
                      "(target_size x target_size).", lower_bound=16)
 flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "tflite: none (float32), fp16 (float16 "
-                  "weights), int8 (full-integer, calibrated on --representative), dynamic "
-                  "(int8 weights only, no calibration).")
+                  "weights; with a compact model, e.g. the bundled one, the same output), "
+                  "int8 (full-integer, calibrated on --representative; far off), dynamic "
+                  "(int8 weights, int8 compute on activations quantized on the fly: fast, "
+                  "1.25x the texture loss), int8_weights (int8 weights, float compute: a "
+                  "quarter of the file at float quality and speed; needs ai-edge-quantizer).")
 flags.DEFINE_string("representative", None, "int8: calibration images (a file or folder); "
                     "default: the bundled samples.")
 flags.DEFINE_integer("calibration_samples", 16, "int8: number of random target crops used "

@@ -14,6 +14,7 @@ from tests import conftest
 from tests.conftest import PROPO_CONFIG, SAMPLES
 from tf_propo import image_io
 
+QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights")
 TARGET = os.path.join(SAMPLES, "material_metall006.png")  # 256², so no resizing anywhere
 CONFIG = PROPO_CONFIG
 
@@ -120,7 +121,7 @@ def tflite_exports(model_dir, tmp_path_factory):
     pytest.importorskip("ai_edge_litert")
     folder = tmp_path_factory.mktemp("tflite")
     exports = {}
-    for quantize in ("none", "fp16", "int8", "dynamic"):
+    for quantize in QUANTIZATIONS:
         out = folder / f"m_{quantize}.tflite"
         exports[quantize] = (out, last_json(command(
             "tf_propo.export", f"--model_dir={model_dir}", "--format=tflite",
@@ -129,7 +130,7 @@ def tflite_exports(model_dir, tmp_path_factory):
     return exports
 
 
-@pytest.mark.parametrize("quantize", ["none", "fp16", "int8", "dynamic"])
+@pytest.mark.parametrize("quantize", QUANTIZATIONS)
 def test_tflite_variants_match_keras(quantize, tflite_exports, pipeline):
     from tf_propo import metrics
     from tf_propo.export import run as runner
@@ -144,13 +145,18 @@ def test_tflite_variants_match_keras(quantize, tflite_exports, pipeline):
     exported = runner.run(interpreter, target, noise)
     reference = pipeline({"target": target, "noise": noise}, resize=False).numpy()
     assert reference.std() > 0.02
+    error = np.linalg.norm(exported - reference) / np.linalg.norm(reference)
     if quantize in ("none", "fp16"):
-        error = np.linalg.norm(exported - reference) / np.linalg.norm(reference)
         assert error < (1e-4 if quantize == "none" else 1e-2)
+    elif quantize == "int8_weights":
+        # Float compute on int8 weights: the image moves (5.5% here), its texture loss not.
+        evaluation = metrics.TextureMetrics(target[0])
+        ratio = evaluation.texture_loss(exported) / evaluation.texture_loss(reference)
+        assert error < 0.15 and 0.9 < ratio[0] < 1.1, (error, ratio)
     else:
-        # The issue's goal is a texture loss within 5% of Keras; measured on the demo model,
-        # int8 reaches 2.4x and dynamic 1.08x (README, known problems). What holds: a texture
-        # of the right statistics' order, not garbage.
+        # The issue's goal is a texture loss within 5% of Keras'; on the bundled model over 78
+        # samples (benchmarks/export_parity) full int8 is 93x and dynamic 1.25x (README). What
+        # holds here: a texture of the right statistics' order, not garbage.
         assert np.isfinite(exported).all() and 0 <= exported.min() and exported.max() <= 1
         evaluation = metrics.TextureMetrics(target[0])
         ratio = evaluation.texture_loss(exported) / evaluation.texture_loss(reference)
@@ -182,16 +188,17 @@ def test_parity_warning_only_for_a_much_worse_texture():
     assert parity_warning({"texture_loss_ratio": 0.5}, "dynamic") is None  # lower is fine
     assert parity_warning({}, "int8") is None  # --noverify
     line = parity_warning({"texture_loss_ratio": 105.2}, "int8")
-    assert line.startswith("warning:") and "105x" in line and "--quantize=dynamic" in line
+    assert line.startswith("warning:") and "105x" in line and "--quantize=int8_weights" in line
     assert "\n" not in line
-    assert "dynamic" not in parity_warning({"texture_loss_ratio": 2.0}, "fp16")
+    assert "int8_weights" not in parity_warning({"texture_loss_ratio": 2.0}, "fp16")
 
 
 def test_quantized_files_are_smaller(tflite_exports):
     sizes = {quantize: record["bytes"] for quantize, (_, record) in tflite_exports.items()}
     # The VGG weights dominate: fp16 halves them; int8 quarters them (biases stay float32).
     assert sizes["fp16"] < 0.6 * sizes["none"]
-    assert sizes["int8"] < 0.5 * sizes["none"] and sizes["dynamic"] < 0.5 * sizes["none"]
+    for quantize in ("int8", "dynamic", "int8_weights"):
+        assert sizes[quantize] < 0.5 * sizes["none"], sizes
 
 
 def test_litert_runner_writes_the_texture(model_dir, pipeline, tmp_path):
@@ -259,7 +266,8 @@ def test_bad_runner_input(tmp_path):
 
 def test_compact_export_round_trip(model_dir, pipeline, tmp_path):
     """config + float16 weights: a model directory without checkpoints that synthesises like
-    the original up to float16 rounding, and refuses tampered weights."""
+    the original up to float16 rounding (of its networks and of its VGG encoder's weights: a
+    float16 model), and refuses tampered weights."""
     from tf_propo import model_dir as model_dirs
 
     out = tmp_path / "compact"
@@ -274,6 +282,13 @@ def test_compact_export_round_trip(model_dir, pipeline, tmp_path):
     for name, net in pipeline.optimizer_model.networks.items():
         for a, b in zip(net.get_weights(), compact.networks[name].get_weights()):
             np.testing.assert_allclose(b, a.astype(np.float16).astype(np.float32))
+    assert config[model_dirs.FLOAT16_ENCODER] is True
+    original = pipeline.optimizer_model.encoder.get_weights()
+    rounded = compact.encoder.get_weights()
+    assert len(original) == len(rounded) > 0
+    for a, b in zip(original, rounded):
+        np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32))
+    assert any((a != b).any() for a, b in zip(original, rounded))
     data = bytearray((out / "weights.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (out / "weights.npz").write_bytes(bytes(data))

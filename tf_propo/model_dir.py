@@ -8,7 +8,11 @@
 
 A compact model directory (write_compact; what the package bundles) holds config.json and
 weights.npz instead of checkpoints: the trained networks' weights in float16, their sha256 in
-config.json ("weights_sha256"), checked on every load.
+config.json ("weights_sha256"), checked on every load. It is a float16 model throughout: its
+config.json also says "vgg_float16_values", so the VGG encoder inside it computes with its
+weights rounded to float16 too. A float16 TFLite export of it then computes exactly what Keras
+does (a pseudo optimizer is chaotic where it draws a dark blob: rounding VGG's weights alone
+moves ~5% of its image, at the same texture loss; benchmarks/export_parity.py).
 """
 
 import hashlib
@@ -30,6 +34,7 @@ MODEL_KEYS = {"po": ("mode", "stages", "layers", "width", "grad_mode", "vgg_weig
               "decoders": ("mode", "layers", "width", "convs", "vgg_weights")}
 # Later additions, with the value a config written before them means.
 DEFAULTS = {"po": {"padding": "zeros", "vgg_padding": "zeros"}, "decoders": {}}
+FLOAT16_ENCODER = "vgg_float16_values"  # config key: the encoder's weights rounded to float16
 
 
 def _kind(mode):
@@ -109,11 +114,13 @@ def build_model(config):
         from tf_propo.ot import decoders
 
         encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
+                                             float16_values=config.get(FLOAT16_ENCODER, False),
                                              pooling=decoders.ENCODER_POOLING)
         return decoders.DecoderFamily(encoder, layers, width=config["width"],
                                       convs=config["convs"],
                                       feature_weight=config.get("feature_weight", 1.0))
     encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
+                                         float16_values=config.get(FLOAT16_ENCODER, False),
                                          padding=config["vgg_padding"])
     return po.ProgressiveOptimizer(encoder, stages=config["stages"], layers=layers,
                                    width=config["width"], grad_mode=config["grad_mode"],
@@ -138,7 +145,8 @@ def _sha256(path):
 
 
 def write_compact(path, model, config):
-    """A compact model directory at `path`: config.json + float16 weights.npz."""
+    """A compact model directory at `path`: config.json + float16 weights.npz, a float16
+    model (its encoder too: FLOAT16_ENCODER)."""
     import io
 
     import numpy as np
@@ -151,7 +159,8 @@ def write_compact(path, model, config):
     weights_path = os.path.join(path, COMPACT_WEIGHTS)
     atomic_write(weights_path, lambda f: f.write(buffer.getvalue()))
     config = {k: v for k, v in config.items() if k != "weights_sha256"}
-    save_config(path, {**config, "weights_sha256": _sha256(weights_path)})
+    save_config(path, {**config, FLOAT16_ENCODER: True,
+                       "weights_sha256": _sha256(weights_path)})
     return weights_path
 
 

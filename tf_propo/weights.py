@@ -501,9 +501,17 @@ def apply_weights(model, weights):
 _MEMORY_CACHE = {}
 
 
-def pretrained_encoder(taps, source="normalized", **kwargs):
-    """vgg.build_encoder(taps, **kwargs) with pretrained weights from `source`."""
+def pretrained_encoder(taps, source="normalized", float16_values=False, **kwargs):
+    """vgg.build_encoder(taps, **kwargs) with pretrained weights from `source`.
+
+    float16_values: the weights rounded to the nearest float16 (still float32 tensors), as a
+    float16 export stores them: a model whose encoder is built so exports to float16 without
+    any change to what it computes."""
     if source not in _MEMORY_CACHE:
         _MEMORY_CACHE.clear()  # keep one set of weights (80 MB) in memory at most
         _MEMORY_CACHE[source] = load_weights(source)
-    return apply_weights(vgg.build_encoder(taps, **kwargs), _MEMORY_CACHE[source])
+    values = _MEMORY_CACHE[source]
+    if float16_values:
+        values = {name: [np.asarray(a, np.float16).astype(np.float32) for a in arrays]
+                  for name, arrays in values.items()}
+    return apply_weights(vgg.build_encoder(taps, **kwargs), values)

@@ -2,7 +2,7 @@
 one run.
 
     python -m tf_propo.benchmarks.export_latency --model_dir=DIR --sizes=128,256,512 \
-        --quantizations=none,fp16,int8,dynamic --threads=2
+        --quantizations=none,fp16,int8,dynamic,int8_weights --threads=2
 
 For each size S (output S x S, target S x S too, as an app would pass a thumbnail) the Keras
 pipeline (float32, a tf.function) and each .tflite variant (LiteRT, XNNPACK, --threads) run
@@ -22,7 +22,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory (default: the "
                     "bundled pretrained ProPO).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
-flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic"], "TFLite variants.")
+flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic", "int8_weights"],
+                  "TFLite variants.")
 flags.DEFINE_integer("threads", 2, "LiteRT (XNNPACK) threads.", lower_bound=1)
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)
 flags.DEFINE_string("target", None, "Target image (default: the bundled metall006 sample).")
@@ -51,6 +52,7 @@ def main(argv):
     from tf_propo.export import tflite
     from tf_propo.progress import Progress
 
+    tflite.check_quantizations(FLAGS.quantizations, "--quantizations")
     if not FLAGS.model_dir:
         from tf_propo import methods
 

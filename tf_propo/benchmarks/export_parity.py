@@ -34,7 +34,8 @@ flags.DEFINE_list("targets", None, "Folders and image files; the ones the model 
 flags.DEFINE_integer("size", 256, "Output and target size in px (multiple of 16).",
                      lower_bound=16)
 flags.DEFINE_integer("seeds", 3, "Noises per target.", lower_bound=1)
-flags.DEFINE_list("quantizations", ["none", "fp16", "dynamic", "int8"], "TFLite variants.")
+flags.DEFINE_list("quantizations", ["none", "fp16", "dynamic", "int8_weights", "int8"],
+                  "TFLite variants (tf_propo/export/tflite.py).")
 flags.DEFINE_float("control_epsilon", 1e-4, "The Keras control's noise change (the noise is "
                    "U(-1, 1); an 8-bit step is 7.8e-3). 0 leaves the control out.",
                    lower_bound=0)
@@ -73,6 +74,7 @@ def main(argv):
     from tf_propo.export import tflite
     from tf_propo.progress import Progress
 
+    tflite.check_quantizations(FLAGS.quantizations, "--quantizations")
     if not FLAGS.model_dir:
         from tf_propo import methods
 
