@@ -3,7 +3,7 @@
   --format=saved_model  a SavedModel directory for TF Serving (signatures: see
                         tf_propo/export/saved_model.py)
   --format=tflite       a .tflite file for LiteRT, static --size / --target_size, with
-                        --quantize={none,fp16,int8,dynamic,int8_weights}
+                        --quantize={none,fp16,int8,dynamic,int8_weights,int8_mixed}
                         (see tf_propo/export/tflite.py)
   --format=compact      a compact model directory (config.json + float16 weights.npz with
                         its sha256), loadable wherever a model_dir is: what the package
@@ -30,7 +30,7 @@ from tf_propo.errors import UsageError
 
 FORMATS = ("saved_model", "tflite", "compact")
 # tflite.QUANTIZATIONS, without importing TF
-QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights")
+QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights", "int8_mixed")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
@@ -49,7 +49,9 @@ flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "tflite: none (float32), fp
                   "int8 (full-integer, calibrated on --representative; far off), dynamic "
                   "(int8 weights, int8 compute on activations quantized on the fly: fast, "
                   "1.25x the texture loss), int8_weights (int8 weights, float compute: a "
-                  "quarter of the file at float quality and speed; needs ai-edge-quantizer).")
+                  "quarter of the file at float quality and speed), int8_mixed (int8 weights, "
+                  "int8 compute in VGG, float in the stage networks: a quarter of the file at "
+                  "float quality in half the time; the last two need ai-edge-quantizer).")
 flags.DEFINE_string("representative", None, "int8: calibration images (a file or folder); "
                     "default: the bundled samples.")
 flags.DEFINE_integer("calibration_samples", 16, "int8: number of random target crops used "

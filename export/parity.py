@@ -30,7 +30,7 @@ def warning(result, quantize):
     ratio = result.get("texture_loss_ratio")
     if ratio is None or ratio < LOSS_RATIO_WARNING:
         return None
-    advice = (" (--quantize=int8_weights: the same file size at float quality)"
+    advice = (" (--quantize=int8_mixed: the same file size at float quality)"
               if quantize == "int8" else "")
     return (f"warning: the exported model's texture loss is {ratio:.3g}x Keras' on the check "
             f"sample{advice}")

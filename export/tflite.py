@@ -14,8 +14,12 @@ dataset of real texture crops and noise, float fallback for ops without int8 ker
 and outputs stay float32), dynamic (int8 weights; the runtime quantizes activations on the
 fly and computes in int8: fast, but 1.25x the texture loss), int8_weights (weight-only: int8
 per-channel weights, dequantized to float before each op, which computes in float: a quarter
-of the file at float quality and speed; ai-edge-quantizer's weight_only_wi8_afp32 recipe
-applied to the float32 .tflite, as the TFLite converter has no weight-only mode).
+of the file at float quality and speed), int8_mixed (the same int8 weights; VGG's
+convolutions compute in int8 on activations quantized on the fly, the stage networks in
+float: a quarter of the file at float quality and half of float's time — the stage networks'
+activations are what int8 arithmetic ruins, VGG's are not). The last two apply
+ai-edge-quantizer recipes to the float32 .tflite (the TFLite converter has no weight-only
+or per-layer mode).
 
 Conversion goes Keras ExportArchive -> SavedModel -> TFLiteConverter.from_saved_model, Keras'
 own LiteRT path (keras.src.export.litert); every variant has a parity test against Keras.
@@ -27,7 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights")
+QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights", "int8_mixed")
+
+
+# Variants made by ai-edge-quantizer from the float32 file.
+AI_EDGE_QUANTIZER = ("int8_weights", "int8_mixed")
 
 
 def check_quantizations(names, flag="--quantize"):
@@ -81,7 +89,7 @@ def convert(pipeline, size, target_size=256, quantize="none", representative=Non
         _archive(pipeline, size, target_size).write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize not in ("none", "int8_weights"):
+        if quantize not in ("none",) + AI_EDGE_QUANTIZER:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "fp16":
             converter.target_spec.supported_types = [tf.float16]
@@ -90,19 +98,34 @@ def convert(pipeline, size, target_size=256, quantize="none", representative=Non
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                    tf.lite.OpsSet.TFLITE_BUILTINS]
         content = converter.convert()
-    return weight_only_int8(content) if quantize == "int8_weights" else content
+    if quantize in AI_EDGE_QUANTIZER:
+        return int8_weights(content, integer_vgg=quantize == "int8_mixed")
+    return content
 
 
-def weight_only_int8(content):
-    """A float32 .tflite's bytes with int8 weights that are dequantized before use (float
-    compute), by ai-edge-quantizer (the `litert` extra)."""
+def int8_weights(content, integer_vgg=False):
+    """A float32 .tflite's bytes with int8 per-channel weights, by ai-edge-quantizer (the
+    `litert` extra): dequantized before each op, which computes in float; with integer_vgg,
+    VGG's convolutions instead compute in int8 on activations the runtime quantizes on the
+    fly (dynamic range)."""
     from tf_propo.errors import UsageError
+    from tf_propo.vgg import CONV_NAMES
 
     try:
-        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer import quantizer, recipe_manager
+        from ai_edge_quantizer.recipe import TFLOperationName
     except ImportError:
-        raise UsageError("--quantize=int8_weights needs ai-edge-quantizer: pip install "
-                         "'tf-propo[litert]'") from None
-    weight_only = quantizer.Quantizer(content, recipe.weight_only_wi8_afp32())
-    return bytes(weight_only.quantize(enable_progress_report=False,
-                                      enable_progress_bar=False).quantized_model)
+        raise UsageError("--quantize=int8_weights/int8_mixed needs ai-edge-quantizer: pip "
+                         "install 'tf-propo[litert]'") from None
+    recipe = recipe_manager.RecipeManager()
+    recipe.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED,
+                                  num_bits=8)
+    if integer_vgg:
+        # Later rules win. VGG's layers are named conv{b}_{i} (vgg.py); a stage network's
+        # are prefixed (".../relu1_1_res0_conv1"), so "/conv" + name matches VGG's alone.
+        convs = "|".join(n for n in CONV_NAMES if n.startswith("conv"))
+        recipe.add_dynamic_config(regex=f"/({convs})_", num_bits=8,
+                                  operation_name=TFLOperationName.CONV_2D)
+    result = quantizer.Quantizer(content, recipe.get_quantization_recipe()).quantize(
+        enable_progress_report=False, enable_progress_bar=False)
+    return bytes(result.quantized_model)

@@ -14,7 +14,7 @@ from tests import conftest
 from tests.conftest import PROPO_CONFIG, SAMPLES
 from tf_propo import image_io
 
-QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights")
+QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights", "int8_mixed")
 TARGET = os.path.join(SAMPLES, "material_metall006.png")  # 256², so no resizing anywhere
 CONFIG = PROPO_CONFIG
 
@@ -148,7 +148,7 @@ def test_tflite_variants_match_keras(quantize, tflite_exports, pipeline):
     error = np.linalg.norm(exported - reference) / np.linalg.norm(reference)
     if quantize in ("none", "fp16"):
         assert error < (1e-4 if quantize == "none" else 1e-2)
-    elif quantize == "int8_weights":
+    elif quantize in ("int8_weights", "int8_mixed"):
         # Float compute on int8 weights: the image moves (5.5% here), its texture loss not.
         evaluation = metrics.TextureMetrics(target[0])
         ratio = evaluation.texture_loss(exported) / evaluation.texture_loss(reference)
@@ -188,17 +188,42 @@ def test_parity_warning_only_for_a_much_worse_texture():
     assert parity_warning({"texture_loss_ratio": 0.5}, "dynamic") is None  # lower is fine
     assert parity_warning({}, "int8") is None  # --noverify
     line = parity_warning({"texture_loss_ratio": 105.2}, "int8")
-    assert line.startswith("warning:") and "105x" in line and "--quantize=int8_weights" in line
+    assert line.startswith("warning:") and "105x" in line and "--quantize=int8_mixed" in line
     assert "\n" not in line
-    assert "int8_weights" not in parity_warning({"texture_loss_ratio": 2.0}, "fp16")
+    assert "int8_mixed" not in parity_warning({"texture_loss_ratio": 2.0}, "fp16")
 
 
 def test_quantized_files_are_smaller(tflite_exports):
     sizes = {quantize: record["bytes"] for quantize, (_, record) in tflite_exports.items()}
     # The VGG weights dominate: fp16 halves them; int8 quarters them (biases stay float32).
     assert sizes["fp16"] < 0.6 * sizes["none"]
-    for quantize in ("int8", "dynamic", "int8_weights"):
+    for quantize in ("int8", "dynamic", "int8_weights", "int8_mixed"):
         assert sizes[quantize] < 0.5 * sizes["none"], sizes
+
+
+def test_int8_mixed_computes_vgg_in_int8_and_the_stages_in_float(tflite_exports):
+    """int8_weights feeds every quantized weight through a DEQUANTIZE op (float compute);
+    int8_mixed hands VGG's convolutions their int8 weights directly (the runtime's int8
+    kernels), and only those: the stage networks' convolutions keep float compute."""
+    import re
+
+    from tf_propo.export import run as runner
+
+    vgg_conv = re.compile(r"/conv\d_\d_")  # VGG's layers; a stage's are ".../..._conv1_1"
+
+    def float_compute_convs(quantize):
+        """Output names of the convolutions fed by a DEQUANTIZE op."""
+        interpreter = runner.interpreter(str(tflite_exports[quantize][0]))
+        ops = interpreter._get_ops_details()  # the public API has no op list
+        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+        dequantized = {op["outputs"][0] for op in ops if op["op_name"] == "DEQUANTIZE"}
+        return [names[op["outputs"][0]] for op in ops if op["op_name"] == "CONV_2D"
+                and dequantized & set(op["inputs"])]
+
+    weight_only, mixed = float_compute_convs("int8_weights"), float_compute_convs("int8_mixed")
+    assert any(vgg_conv.search(n) for n in weight_only)
+    assert not any(vgg_conv.search(n) for n in mixed), mixed
+    assert sum("stage" in n for n in mixed) == sum("stage" in n for n in weight_only) > 0
 
 
 def test_litert_runner_writes_the_texture(model_dir, pipeline, tmp_path):

@@ -2,7 +2,7 @@
 one run.
 
     python -m tf_propo.benchmarks.export_latency --model_dir=DIR --sizes=128,256,512 \
-        --quantizations=none,fp16,int8,dynamic,int8_weights --threads=2
+        --quantizations=none,fp16,int8,dynamic,int8_weights,int8_mixed --threads=2
 
 For each size S (output S x S, target S x S too, as an app would pass a thumbnail) the Keras
 pipeline (float32, a tf.function) and each .tflite variant (LiteRT, XNNPACK, --threads) run
@@ -22,7 +22,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory (default: the "
                     "bundled pretrained ProPO).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
-flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic", "int8_weights"],
+flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic", "int8_weights",
+                                    "int8_mixed"],
                   "TFLite variants.")
 flags.DEFINE_integer("threads", 2, "LiteRT (XNNPACK) threads.", lower_bound=1)
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)

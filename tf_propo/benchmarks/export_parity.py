@@ -34,7 +34,8 @@ flags.DEFINE_list("targets", None, "Folders and image files; the ones the model 
 flags.DEFINE_integer("size", 256, "Output and target size in px (multiple of 16).",
                      lower_bound=16)
 flags.DEFINE_integer("seeds", 3, "Noises per target.", lower_bound=1)
-flags.DEFINE_list("quantizations", ["none", "fp16", "dynamic", "int8_weights", "int8"],
+flags.DEFINE_list("quantizations", ["none", "fp16", "dynamic", "int8_weights", "int8_mixed",
+                                    "int8"],
                   "TFLite variants (tf_propo/export/tflite.py).")
 flags.DEFINE_float("control_epsilon", 1e-4, "The Keras control's noise change (the noise is "
                    "U(-1, 1); an 8-bit step is 7.8e-3). 0 leaves the control out.",
@@ -149,8 +150,10 @@ def main(argv):
         row["mean_loss_ratio"] = float(np.mean(losses[output]) / np.mean(losses[reference]))
         row["bytes"] = interpreters[output][1] if output in interpreters else None
         rows.append(row)
+    control = (f"Keras with the noise moved by ±{FLAGS.control_epsilon:g}"
+               if FLAGS.control_epsilon else "none")
     print(f"\nmodel: {FLAGS.model_dir}; {len(paths)} targets x {FLAGS.seeds} noises at "
-          f"{size}²; control: Keras with the noise moved by ±{FLAGS.control_epsilon:g}\n")
+          f"{size}²; control: {control}\n")
     benchmarks.print_report(
         ["variant", "MB", "image error median / max", "loss / Keras' (geo. mean, 95%)",
          "mean loss / Keras'", f"samples within {WITHIN:.0%}"],
