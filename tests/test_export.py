@@ -13,8 +13,8 @@ import tensorflow as tf
 from tests import conftest
 from tests.conftest import PROPO_CONFIG, SAMPLES
 from tf_propo import image_io
+from tf_propo.export.tflite import QUANTIZATIONS
 
-QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights", "int8_mixed")
 TARGET = os.path.join(SAMPLES, "material_metall006.png")  # 256², so no resizing anywhere
 CONFIG = PROPO_CONFIG
 

@@ -45,9 +45,9 @@ def main(argv):
     import importlib.resources
 
     import numpy as np
-    import tensorflow as tf
 
-    from tf_propo import data, image_io, metrics
+    from tf_propo import image_io, metrics
+    from tf_propo.benchmarks import litert
     from tf_propo.export import pipeline as pipelines
     from tf_propo.export import run as runner
     from tf_propo.export import tflite
@@ -67,7 +67,7 @@ def main(argv):
     for size in sizes:
         target = runner.square_target(target_image, size)[None].astype(np.float32)
         noise = runner.noise(0, size)
-        keras_fn = tf.function(lambda t, n: pipeline({"target": t, "noise": n}, resize=False))
+        keras_fn = litert.keras_synthesis(pipeline)
         reference = keras_fn(target, noise).numpy()
         keras_seconds = _median_seconds(lambda: keras_fn(target, noise).numpy(), FLAGS.repeats)
         evaluation = metrics.TextureMetrics(target[0])
@@ -76,17 +76,13 @@ def main(argv):
                      "seconds": keras_seconds, "ratio_to_keras": 1.0, "bytes": None,
                      "loss_ratio_to_keras": 1.0})
         progress.update()
-        calibration = [runner.square_target(image_io.read_image(p), size)
-                       for p in data.list_images(str(samples))]
-        for quantize in FLAGS.quantizations:
-            content = tflite.convert(pipeline, size, size, quantize,
-                                     tflite.representative_dataset(calibration * 3, size, size))
-            interp = runner.interpreter(model_content=content, threads=FLAGS.threads)
+        for quantize, interp, file_bytes in litert.variants(pipeline, size, FLAGS.quantizations,
+                                                            FLAGS.threads):
             out = runner.run(interp, target, noise)
             seconds = _median_seconds(lambda: runner.run(interp, target, noise), FLAGS.repeats)
             rows.append({"size": size, "runtime": "litert", "quantize": quantize,
                          "seconds": seconds, "ratio_to_keras": seconds / keras_seconds,
-                         "bytes": len(content),
+                         "bytes": file_bytes,
                          "loss_ratio_to_keras": float(evaluation.texture_loss(out)[0])
                          / reference_loss})
             progress.update()

@@ -65,9 +65,9 @@ def main(argv):
     import importlib.resources
 
     import numpy as np
-    import tensorflow as tf
 
     from tf_propo import data, image_io, metrics, model_dir as model_dirs
+    from tf_propo.benchmarks import litert
     from tf_propo.errors import UsageError
     from tf_propo.export import parity
     from tf_propo.export import pipeline as pipelines
@@ -93,15 +93,9 @@ def main(argv):
         paths = paths or data.image_paths([samples])
     size = FLAGS.size
     pipeline, _ = pipelines.load_pipeline(FLAGS.model_dir)
-    keras_fn = tf.function(lambda t, n: pipeline({"target": t, "noise": n}, resize=False))
-    calibration = [runner.square_target(image_io.read_image(p), size)
-                   for p in data.list_images(samples)]
-    interpreters = {}
-    for quantize in FLAGS.quantizations:
-        content = tflite.convert(pipeline, size, size, quantize,
-                                 tflite.representative_dataset(calibration * 3, size, size))
-        interpreters[quantize] = (runner.interpreter(model_content=content,
-                                                     threads=FLAGS.threads), len(content))
+    keras_fn = litert.keras_synthesis(pipeline)
+    interpreters = {quantize: (interp, file_bytes) for quantize, interp, file_bytes
+                    in litert.variants(pipeline, size, FLAGS.quantizations, FLAGS.threads)}
     # (row, output, reference): every variant against Keras, and the controls.
     comparisons = [(q, q, "keras") for q in FLAGS.quantizations]
     rounded_fn = None
@@ -112,8 +106,7 @@ def main(argv):
         rounded, _ = pipelines.load_pipeline(FLAGS.model_dir)
         rounded.set_weights([w.astype(np.float16).astype(np.float32)
                              for w in rounded.get_weights()])
-        rounded_fn = tf.function(lambda t, n: rounded({"target": t, "noise": n},
-                                                      resize=False))
+        rounded_fn = litert.keras_synthesis(rounded)
         comparisons += [("keras, fp16-rounded weights", "keras fp16 weights", "keras"),
                         ("fp16 vs keras on its weights", "fp16", "keras fp16 weights")]
     errors = {row: [] for row, _, _ in comparisons}
