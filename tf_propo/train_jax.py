@@ -187,7 +187,7 @@ def main(argv):
                         f"{jax.default_backend()}")
     metrics_path = os.path.join(FLAGS.model_dir, METRICS)
     started = time.perf_counter()
-    steady_start, steady_steps, scalars = None, 0, {}
+    steady_start, steady_steps, scalars, elapsed = None, 0, {}, 0.0
     step = start_step
     while step < stop:
         batch = data.numpy_batch(images, FLAGS.crop_size, FLAGS.batch_size, FLAGS.seed, step)
@@ -220,11 +220,13 @@ def main(argv):
             print(f"--max_seconds={FLAGS.max_seconds:g} reached at step {step}; run again to "
                   "resume", file=sys.stderr)
             break
-    seconds = time.perf_counter() - steady_start
+    # Timed up to the last step's summary: the final checkpoint and preview (tens of seconds
+    # at the first call, which compiles the preview) are not training. None: no step ran after
+    # the compiling one.
+    rate = round(steady_steps * FLAGS.batch_size / elapsed, 3) if steady_steps else None
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": step,
-                      **objective.summary(scalars), "steady_seconds": round(seconds, 2),
-                      "images_per_second": round(steady_steps * FLAGS.batch_size
-                                                 / max(seconds, 1e-9), 3),
+                      **objective.summary(scalars), "steady_seconds": round(elapsed, 2),
+                      "images_per_second": rate,
                       "precision": policy, "backend": jax.default_backend()}))
 
 
