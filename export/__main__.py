@@ -29,7 +29,7 @@ from absl import flags
 from tf_propo.errors import UsageError
 
 FORMATS = ("saved_model", "tflite", "compact")
-# tflite.QUANTIZATIONS, without importing TF
+# tflite.QUANTIZATIONS, without importing TF (tests/test_export.py checks they agree)
 QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights", "int8_mixed")
 
 FLAGS = flags.FLAGS

@@ -321,3 +321,17 @@ def test_compact_export_round_trip(model_dir, pipeline, tmp_path):
                      "--size=32", f"--out={tmp_path / 'o.png'}")
     assert result.returncode == 2 and "corrupt weights" in result.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_cli_offers_exactly_the_quantizations_tflite_makes():
+    # export/__main__.py keeps its own tuple so that parsing flags needs no TensorFlow; read it
+    # from the source (importing the CLI module here would redefine its absl flags).
+    import ast
+
+    from tf_propo.export import tflite
+
+    source = open(os.path.join(os.path.dirname(tflite.__file__), "__main__.py")).read()
+    assigned = [node.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "QUANTIZATIONS" for t in node.targets)]
+    assert len(assigned) == 1
+    assert ast.literal_eval(assigned[0]) == tflite.QUANTIZATIONS
