@@ -8,9 +8,11 @@
 
 A compact model directory (write_compact; what the package bundles) holds config.json and
 weights.npz instead of checkpoints: the trained networks' weights in float16, their sha256 in
-config.json ("weights_sha256"), checked on every load. It is a float16 model throughout: its
-config.json also says "vgg_float16_values", so the VGG encoder inside it computes with its
-weights rounded to float16 too. A float16 TFLite export of it then computes exactly what Keras
+config.json ("weights_sha256"), checked on every load. write_compact makes it a float16 model
+throughout: its config.json also says "vgg_float16_values", so the VGG encoder inside it
+computes with its weights rounded to float16 too (a directory without the key, such as the
+bundled OT decoders written before it existed, keeps a float32 encoder and its documented
+numbers). A float16 TFLite export of it then computes exactly what Keras
 does (a pseudo optimizer is chaotic where it draws a dark blob: rounding VGG's weights alone
 moves ~5% of its image, at the same texture loss; benchmarks/export_parity.py).
 """
