@@ -110,3 +110,14 @@ def test_image_paths_and_the_images_a_model_never_saw(tmp_path):
     assert [os.path.basename(p) for p in data.unseen_by(trained, paths)] == ["c.png", "b.png"]
     assert data.unseen_by({"targets": str(folder)}, paths) == [str(elsewhere)]
     assert data.unseen_by({"targets": str(tmp_path / "gone")}, paths) == paths
+
+
+def test_step_crop_mixes_the_sizes_at_about_the_same_pixels_per_step():
+    assert data.step_crop(96, 8, [], seed=0, step=5) == (96, 8)
+    plan = [data.step_crop(96, 8, [48, 96, 192], seed=3, step=s) for s in range(300)]
+    assert plan == [data.step_crop(96, 8, [48, 96, 192], seed=3, step=s) for s in range(300)]
+    assert plan != [data.step_crop(96, 8, [48, 96, 192], seed=4, step=s) for s in range(300)]
+    assert dict(plan) == {48: 32, 96: 8, 192: 2}  # 8 * (96 / s)², every size drawn
+    counts = [sum(size == s for size, _ in plan) for s in (48, 96, 192)]
+    assert min(counts) > 60  # uniform: 100 each expected, 60 is ~5 standard deviations off
+    assert data.step_crop(32, 1, [256], seed=0, step=0) == (256, 1)  # never an empty batch

@@ -100,6 +100,7 @@ def test_synthesis_from_the_checkpoint(trained, tmp_path):
     (["--crop_size=512"], "larger than"),
     (["--targets=/nonexistent"], "no such file or folder"),
     (["--layers=relu1_1,conv9_9"], "unknown VGG19 layer"),
+    (["--crop_sizes=32,64"], "tf_propo.train_jax"),
 ])
 def test_bad_training_input(tmp_path, args, message):
     result = train(f"--model_dir={tmp_path / 'run'}", *args)

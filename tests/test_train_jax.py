@@ -147,11 +147,32 @@ def test_total_gradient_mode_trains(tmp_path):
     assert record["step"] == 2 and all(np.isfinite(record["stage_losses"]))
 
 
+def test_mixed_crop_sizes_train_and_count_every_image(tmp_path):
+    # The smoke config: 2 crops of 32² per step; mixed with 16², a 16² step holds 8.
+    from tf_propo import data
+
+    plan = [data.step_crop(32, 2, [16, 32], 1, step) for step in range(4)]
+    assert sorted(set(plan)) == [(16, 8), (32, 2)]  # seed 1 draws both in 4 steps
+    out = tmp_path / "mixed"
+    record = last_json(train_jax(f"--model_dir={out}", "--crop_sizes=16,32", "--steps=4",
+                                 "--seed=1", "--summary_every=1"))
+    assert record["step"] == 4 and all(np.isfinite(record["stage_losses"]))
+    assert json.load(open(out / "config.json"))["crop_sizes"] == [16, 32]
+    assert "--crop_sizes=16,32" in (out / "flags.txt").read_text()
+    assert len(open(out / "metrics.jsonl").readlines()) == 4
+    # Throughput counts the crops of steps 2-4 (the first compiles) at their own batch sizes
+    # (8 + 2 + 8 here, not 3 steps x --batch_size=2).
+    assert record["images_per_second"] * record["steady_seconds"] == pytest.approx(
+        sum(count for _, count in plan[1:]), rel=0.1)
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--targets=tfds:dtd", "tfds"),
     ("--mode=decoders", "decoders"),
     ("--distribution=mirrored", "one device"),
     ("--crop_size=40", "multiple of 16"),
+    ("--crop_sizes=32,40", "--crop_sizes: 40 is not a positive multiple of 16"),
+    ("--crop_sizes=32,big", "--crop_sizes: 'big' is not a whole number"),
     ("--init_from=/nonexistent", "--init_from=/nonexistent: no such directory"),
 ])
 def test_refused_flags_give_one_line_and_exit_2(tmp_path, flag, message):

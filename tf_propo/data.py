@@ -178,6 +178,19 @@ def local_training_images(targets, crop_size, resize, holdout=0):
     return arrays
 
 
+def step_crop(crop_size, batch_size, crop_sizes, seed, step):
+    """(crop size, batch size) of step `step` when a run mixes `crop_sizes` (empty: always
+    (crop_size, batch_size)). The size is drawn uniformly per step from (seed, step), apart
+    from numpy_batch's stream, so a resumed run continues the same sequence; a step of size s
+    holds round(batch_size * (crop_size / s)²) crops (at least 1), about the pixels of a
+    (crop_size, batch_size) step, so every size costs about the same per step."""
+    if not crop_sizes:
+        return crop_size, batch_size
+    rng = np.random.default_rng([seed, step, 1])
+    size = int(crop_sizes[rng.integers(len(crop_sizes))])
+    return size, max(1, round(batch_size * (crop_size / size) ** 2))
+
+
 def numpy_batch(images, crop_size, batch_size, seed, step):
     """Batch number `step` as NumPy arrays {"target": [B, crop, crop, 3] float32 in [0, 1],
     "pre": [B, crop, crop, 3] float32 in [−1, 1]}: a random image, crop and flip per sample, a

@@ -43,6 +43,12 @@ flags.DEFINE_integer("resize", 256, "Resize training images so the short edge is
                      "before cropping (the authors' 256); 0 keeps them.", lower_bound=0)
 flags.DEFINE_integer("crop_size", 128, "Training crop size in px, a multiple of 16 (the "
                      "authors' 224).", lower_bound=16)
+flags.DEFINE_list("crop_sizes", None, "tf_propo.train_jax only: mix crop sizes in one run, "
+                  "e.g. 64,128,192 (px, multiples of 16). Each step draws one of them from "
+                  "(seed, step); a step of size s holds round(batch_size * (crop_size / s)^2) "
+                  "crops, about the pixels of a --crop_size step. Small crops punish blobs, "
+                  "large ones teach the scale of large outputs (docs/results: a model trained "
+                  "on 64^2 alone is good near 64-128^2 only). Each new size compiles once.")
 flags.DEFINE_integer("batch_size", 4, "Global batch size (the authors' 1).", lower_bound=1)
 flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate (the authors' 2e-4).",
                    lower_bound=0.0)
@@ -106,7 +112,7 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
                      "steps.", lower_bound=1)
 
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
-                  "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
+                  "crop_sizes", "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
                   "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
                   "distribution", "width", "convs", "feature_weight", "sliced_weight",
                   "logit_sliced_weight", "init_from",
@@ -119,9 +125,25 @@ def total_steps():
     return FLAGS.steps or FLAGS.epochs * FLAGS.steps_per_epoch
 
 
+def crop_sizes():
+    """--crop_sizes as ints (empty: every step is --crop_size)."""
+    sizes = []
+    for text in FLAGS.crop_sizes or ():
+        try:
+            size = int(text)
+        except ValueError:
+            raise UsageError(f"--crop_sizes: {text!r} is not a whole number of px") from None
+        if size < 16 or size % 16:
+            raise UsageError(f"--crop_sizes: {size} is not a positive multiple of 16")
+        sizes.append(size)
+    return sizes
+
+
 def model_config():
     data = {"vgg_weights": FLAGS.vgg_weights, "crop_size": FLAGS.crop_size,
             "resize": FLAGS.resize, "targets": FLAGS.targets, "holdout": FLAGS.holdout}
+    if FLAGS.crop_sizes:
+        data["crop_sizes"] = crop_sizes()
     if FLAGS.mode == "decoders":
         from tf_propo.ot import decoders
 
@@ -189,6 +211,9 @@ def main(argv):
         raise UsageError("--model_dir is required")
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
+    if FLAGS.crop_sizes:
+        raise UsageError("--crop_sizes: mixed crop sizes are trained by python -m "
+                         "tf_propo.train_jax (a tf.data batch here has one shape)")
     config = model_config()
     model_dir.check_start(FLAGS.model_dir, config, FLAGS.init_from)
     for layer in config["layers"]:

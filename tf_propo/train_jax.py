@@ -12,7 +12,8 @@ Differences from tf_propo.train, each refused with a clear error rather than ign
 tfds targets, --mode=decoders, --distribution other than default (one device).
 --grad_mode=total works (its inner gradient is jax.grad of probes, po.py). Summaries go to
 model_dir/metrics.jsonl and preview strips to model_dir/previews/ instead of TensorBoard.
---max_seconds time-boxes a run.
+--max_seconds time-boxes a run. --crop_sizes (mixed crop sizes, a batch shape per step) works
+here only: tf_propo.train's tf.data batches have one shape.
 """
 
 import json
@@ -110,8 +111,9 @@ def main(argv):
     if model_dir.has_checkpoints(FLAGS.model_dir):
         raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
                          "resume it with python -m tf_propo.train")
-    images = data.local_training_images(FLAGS.targets, FLAGS.crop_size, FLAGS.resize,
-                                        FLAGS.holdout)
+    sizes = train.crop_sizes()
+    images = data.local_training_images(FLAGS.targets, max([FLAGS.crop_size] + sizes),
+                                        FLAGS.resize, FLAGS.holdout)
     held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
     if held_out is not None:
         config["held_out"] = held_out
@@ -187,10 +189,11 @@ def main(argv):
                         f"{jax.default_backend()}")
     metrics_path = os.path.join(FLAGS.model_dir, METRICS)
     started = time.perf_counter()
-    steady_start, steady_steps, scalars, elapsed = None, 0, {}, 0.0
+    steady_start, steady_images, scalars, elapsed = None, 0, {}, 0.0
     step = start_step
     while step < stop:
-        batch = data.numpy_batch(images, FLAGS.crop_size, FLAGS.batch_size, FLAGS.seed, step)
+        crop, count = data.step_crop(FLAGS.crop_size, FLAGS.batch_size, sizes, FLAGS.seed, step)
+        batch = data.numpy_batch(images, crop, count, FLAGS.seed, step)
         trainable, optimizer_values, device_scalars = train_step(
             trainable, optimizer_values, frozen, batch)
         step += 1
@@ -198,14 +201,14 @@ def main(argv):
             jax.block_until_ready(device_scalars)
             steady_start = time.perf_counter()
         else:
-            steady_steps += 1
+            steady_images += count
         timed_out = FLAGS.max_seconds and time.perf_counter() - started > FLAGS.max_seconds
         last = step == stop or timed_out
         if step % FLAGS.summary_every == 0 or last:
             scalars = {k: float(v) for k, v in device_scalars.items()}
             elapsed = time.perf_counter() - steady_start
             record = {"step": step, "images_per_second": round(
-                steady_steps * FLAGS.batch_size / max(elapsed, 1e-9), 2),
+                steady_images / max(elapsed, 1e-9), 2),
                 "learning_rate": float(schedule(step) if callable(schedule) else schedule),
                 **scalars}
             with open(metrics_path, "a") as f:
@@ -223,7 +226,7 @@ def main(argv):
     # Timed up to the last step's summary: the final checkpoint and preview (tens of seconds
     # at the first call, which compiles the preview) are not training. None: no step ran after
     # the compiling one.
-    rate = round(steady_steps * FLAGS.batch_size / elapsed, 3) if steady_steps else None
+    rate = round(steady_images / elapsed, 3) if steady_images else None
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": step,
                       **objective.summary(scalars), "steady_seconds": round(elapsed, 2),
                       "images_per_second": rate,
