@@ -100,7 +100,8 @@ def test_synthesis_from_the_checkpoint(trained, tmp_path):
     (["--crop_size=512"], "larger than"),
     (["--targets=/nonexistent"], "no such file or folder"),
     (["--layers=relu1_1,conv9_9"], "unknown VGG19 layer"),
-    (["--crop_sizes=32,64"], "tf_propo.train_jax"),
+    (["--crop_sizes=16,32", "--targets=tfds:dtd"], "not tfds"),
+    (["--crop_sizes=16,32", "--distribution=mirrored"], "one device"),
 ])
 def test_bad_training_input(tmp_path, args, message):
     result = train(f"--model_dir={tmp_path / 'run'}", *args)
@@ -108,6 +109,25 @@ def test_bad_training_input(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_mixed_crop_sizes_train_on_the_batches_train_jax_sees(tmp_path):
+    from tf_propo import data
+
+    # Smoke: 2 crops of 32² per step; with 16² mixed in, a 16² step holds 8 (seed 1: 32, 16,
+    # 32, 16). The batches are data.numpy_batch's, as in train_jax.
+    plan = [data.step_crop(32, 2, [16, 32], 1, step) for step in range(4)]
+    assert plan == [(32, 2), (16, 8), (32, 2), (16, 8)]
+    out = tmp_path / "mixed"
+    record = last_json(train(f"--model_dir={out}", "--crop_sizes=16,32", "--steps=4",
+                             "--seed=1"))
+    assert record["step"] == 4 and all(np.isfinite(record["stage_losses"]))
+    assert record["batch_size"] == 6.0  # crops per timed step (steps 2-4: 8, 2, 8)
+    assert json.load(open(out / "config.json"))["crop_sizes"] == [16, 32]
+    [dataset_batch] = list(data.mixed_crop_dataset(SAMPLES, 32, 2, [16, 32], seed=1, resize=64,
+                                                   start_step=1).take(1))
+    numpy = data.numpy_batch(data.local_training_images(SAMPLES, 32, 64), 16, 8, 1, 1)
+    np.testing.assert_array_equal(dataset_batch["target"].numpy(), numpy["target"])
 
 
 def test_empty_folder_and_other_mode(tmp_path, trained):

@@ -12,7 +12,8 @@ resumed run (`start` = samples already seen) continues with exactly the data it 
 seen.
 
 numpy_batch is the same sampling without TensorFlow (crops, flips and noise from NumPy's
-generator seeded by (seed, step)), for Keras' JAX backend (tf_propo.train_jax).
+generator seeded by (seed, step)), for Keras' JAX backend (tf_propo.train_jax) and for runs
+that mix crop sizes (--crop_sizes: step_crop, mixed_crop_dataset).
 """
 
 import os
@@ -168,6 +169,29 @@ def texture_dataset(targets, crop_size, batch_size, seed=0, resize=256, start=0,
     dataset = images.enumerate().skip(start)
     dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def mixed_crop_dataset(targets, crop_size, batch_size, crop_sizes, seed=0, resize=256,
+                       start_step=0, holdout=0):
+    """texture_dataset with a crop size per step (step_crop): batch k is numpy_batch's batch of
+    step start_step + k, so tf_propo.train and train_jax see the same batches. Local targets
+    only (the images are held in memory)."""
+    import tensorflow as tf
+
+    if targets.startswith("tfds:"):
+        raise UsageError("--crop_sizes needs an image or a folder of targets, not tfds")
+    arrays = local_training_images(targets, max([crop_size, *crop_sizes]), resize, holdout)
+
+    def batches():
+        step = start_step
+        while True:
+            size, count = step_crop(crop_size, batch_size, crop_sizes, seed, step)
+            yield numpy_batch(arrays, size, count, seed, step)
+            step += 1
+
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    return tf.data.Dataset.from_generator(
+        batches, output_signature={"target": spec, "pre": spec}).prefetch(2)
 
 
 def local_training_images(targets, crop_size, resize, holdout=0):

@@ -43,8 +43,8 @@ flags.DEFINE_integer("resize", 256, "Resize training images so the short edge is
                      "before cropping (the authors' 256); 0 keeps them.", lower_bound=0)
 flags.DEFINE_integer("crop_size", 128, "Training crop size in px, a multiple of 16 (the "
                      "authors' 224).", lower_bound=16)
-flags.DEFINE_list("crop_sizes", None, "tf_propo.train_jax only: mix crop sizes in one run, "
-                  "e.g. 64,128,192 (px, multiples of 16). Each step draws one of them from "
+flags.DEFINE_list("crop_sizes", None, "Mix crop sizes in one run, e.g. 64,128,192 (px, "
+                  "multiples of 16; local targets, one device). Each step draws one from "
                   "(seed, step); a step of size s holds round(batch_size * (crop_size / s)^2) "
                   "crops, about the pixels of a --crop_size step. Small crops punish blobs, "
                   "large ones teach the scale of large outputs (docs/results: a model trained "
@@ -112,9 +112,9 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
                      "steps.", lower_bound=1)
 
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
-                  "crop_sizes", "batch_size", "learning_rate", "lr_schedule", "decay_start", "adam_beta1",
-                  "adam_epsilon", "steps", "epochs", "steps_per_epoch", "precision", "seed",
-                  "distribution", "width", "convs", "feature_weight", "sliced_weight",
+                  "crop_sizes", "batch_size", "learning_rate", "lr_schedule", "decay_start",
+                  "adam_beta1", "adam_epsilon", "steps", "epochs", "steps_per_epoch",
+                  "precision", "seed", "distribution", "width", "convs", "feature_weight", "sliced_weight",
                   "logit_sliced_weight", "init_from",
                   "grad_mode", "po_padding",
                   "vgg_padding", "vgg_weights",
@@ -211,9 +211,9 @@ def main(argv):
         raise UsageError("--model_dir is required")
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
-    if FLAGS.crop_sizes:
-        raise UsageError("--crop_sizes: mixed crop sizes are trained by python -m "
-                         "tf_propo.train_jax (a tf.data batch here has one shape)")
+    sizes = crop_sizes()
+    if sizes and FLAGS.distribution != "default":
+        raise UsageError("--crop_sizes trains on one device (a step's batch size varies)")
     config = model_config()
     model_dir.check_start(FLAGS.model_dir, config, FLAGS.init_from)
     for layer in config["layers"]:
@@ -256,9 +256,15 @@ def main(argv):
     elif FLAGS.init_from:
         print(f"starting from {model_dir.restore(FLAGS.init_from, model)}", file=sys.stderr)
     start_step = int(step.numpy())
-    dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
-                                   seed=FLAGS.seed, resize=FLAGS.resize,
-                                   start=start_step * FLAGS.batch_size, holdout=FLAGS.holdout)
+    if sizes:
+        dataset = data.mixed_crop_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
+                                          sizes, seed=FLAGS.seed, resize=FLAGS.resize,
+                                          start_step=start_step, holdout=FLAGS.holdout)
+    else:
+        dataset = data.texture_dataset(FLAGS.targets, FLAGS.crop_size, FLAGS.batch_size,
+                                       seed=FLAGS.seed, resize=FLAGS.resize,
+                                       start=start_step * FLAGS.batch_size,
+                                       holdout=FLAGS.holdout)
     held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
     if held_out is not None:
         config["held_out"] = held_out
@@ -301,17 +307,20 @@ def main(argv):
     # Throughput counts the train steps (data included) after this run's first, which traces
     # the graph; checkpoints, summaries and previews are left out, so precisions and
     # configurations compare on the training computation itself.
-    train_seconds, timed_steps = 0.0, -1
+    train_seconds, timed_steps, timed_images = 0.0, -1, 0
     while int(step.numpy()) < stop:
         tick = time.perf_counter()
+        _, count = data.step_crop(FLAGS.crop_size, FLAGS.batch_size, sizes, FLAGS.seed,
+                                  int(step.numpy()))
         batch = next(iterator)
         scalars = {k: float(v) for k, v in train_step(batch).items()}
         timed_steps += 1
         if timed_steps:
             train_seconds += time.perf_counter() - tick
+            timed_images += count
         step.assign_add(1)
         current = int(step.numpy())
-        window_images += FLAGS.batch_size
+        window_images += count
         progress.update(loss=scalars["loss/total"])
         if current % FLAGS.summary_every == 0 or current == steps:
             elapsed = time.perf_counter() - window_start
@@ -331,9 +340,10 @@ def main(argv):
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": int(step.numpy()),
                       **objective.summary(scalars),
                       "train_seconds": round(train_seconds, 2),
-                      "images_per_second": round(max(timed_steps, 0) * FLAGS.batch_size
-                                                 / max(train_seconds, 1e-9), 3),
-                      "batch_size": FLAGS.batch_size, "precision": policy}))
+                      "images_per_second": round(timed_images / max(train_seconds, 1e-9), 3),
+                      # Crops per timed step: --batch_size, or its mean over mixed crop sizes.
+                      "batch_size": round(timed_images / timed_steps, 2)
+                      if sizes and timed_steps > 0 else FLAGS.batch_size, "precision": policy}))
 
 
 class PseudoOptimizerObjective:

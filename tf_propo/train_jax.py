@@ -12,8 +12,8 @@ Differences from tf_propo.train, each refused with a clear error rather than ign
 tfds targets, --mode=decoders, --distribution other than default (one device).
 --grad_mode=total works (its inner gradient is jax.grad of probes, po.py). Summaries go to
 model_dir/metrics.jsonl and preview strips to model_dir/previews/ instead of TensorBoard.
---max_seconds time-boxes a run. --crop_sizes (mixed crop sizes, a batch shape per step) works
-here only: tf_propo.train's tf.data batches have one shape.
+--max_seconds time-boxes a run. With --crop_sizes both trainers draw the same batches
+(data.numpy_batch).
 """
 
 import json
