@@ -185,8 +185,7 @@ def mixed_crop_dataset(targets, crop_size, batch_size, crop_sizes, seed=0, resiz
     def batches():
         step = start_step
         while True:
-            size, count = step_crop(crop_size, batch_size, crop_sizes, seed, step)
-            yield numpy_batch(arrays, size, count, seed, step)
+            yield step_batch(arrays, crop_size, batch_size, crop_sizes, seed, step)
             step += 1
 
     spec = tf.TensorSpec([None, None, None, 3], tf.float32)
@@ -213,6 +212,12 @@ def step_crop(crop_size, batch_size, crop_sizes, seed, step):
     rng = np.random.default_rng([seed, step, 1])
     size = int(crop_sizes[rng.integers(len(crop_sizes))])
     return size, max(1, round(batch_size * (crop_size / size) ** 2))
+
+
+def step_batch(images, crop_size, batch_size, crop_sizes, seed, step):
+    """numpy_batch of step `step` at its step_crop size and batch size."""
+    size, count = step_crop(crop_size, batch_size, crop_sizes, seed, step)
+    return numpy_batch(images, size, count, seed, step)
 
 
 def numpy_batch(images, crop_size, batch_size, seed, step):

@@ -114,8 +114,8 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
                   "crop_sizes", "batch_size", "learning_rate", "lr_schedule", "decay_start",
                   "adam_beta1", "adam_epsilon", "steps", "epochs", "steps_per_epoch",
-                  "precision", "seed", "distribution", "width", "convs", "feature_weight", "sliced_weight",
-                  "logit_sliced_weight", "init_from",
+                  "precision", "seed", "distribution", "width", "convs", "feature_weight",
+                  "sliced_weight", "logit_sliced_weight", "init_from",
                   "grad_mode", "po_padding",
                   "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
@@ -211,10 +211,10 @@ def main(argv):
         raise UsageError("--model_dir is required")
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
-    sizes = crop_sizes()
+    config = model_config()
+    sizes = config.get("crop_sizes", [])
     if sizes and FLAGS.distribution != "default":
         raise UsageError("--crop_sizes trains on one device (a step's batch size varies)")
-    config = model_config()
     model_dir.check_start(FLAGS.model_dir, config, FLAGS.init_from)
     for layer in config["layers"]:
         try:

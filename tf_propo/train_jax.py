@@ -111,7 +111,7 @@ def main(argv):
     if model_dir.has_checkpoints(FLAGS.model_dir):
         raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
                          "resume it with python -m tf_propo.train")
-    sizes = train.crop_sizes()
+    sizes = config.get("crop_sizes", [])
     images = data.local_training_images(FLAGS.targets, max([FLAGS.crop_size] + sizes),
                                         FLAGS.resize, FLAGS.holdout)
     held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
@@ -192,8 +192,9 @@ def main(argv):
     steady_start, steady_images, scalars, elapsed = None, 0, {}, 0.0
     step = start_step
     while step < stop:
-        crop, count = data.step_crop(FLAGS.crop_size, FLAGS.batch_size, sizes, FLAGS.seed, step)
-        batch = data.numpy_batch(images, crop, count, FLAGS.seed, step)
+        batch = data.step_batch(images, FLAGS.crop_size, FLAGS.batch_size, sizes, FLAGS.seed,
+                                step)
+        count = len(batch["target"])
         trainable, optimizer_values, device_scalars = train_step(
             trainable, optimizer_values, frozen, batch)
         step += 1
