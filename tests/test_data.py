@@ -121,3 +121,12 @@ def test_step_crop_mixes_the_sizes_at_about_the_same_pixels_per_step():
     counts = [sum(size == s for size, _ in plan) for s in (48, 96, 192)]
     assert min(counts) > 60  # uniform: 100 each expected, 60 is ~5 standard deviations off
     assert data.step_crop(32, 1, [256], seed=0, step=0) == (256, 1)  # never an empty batch
+
+
+def test_images_seen_counts_the_crops_of_every_step():
+    images = [np.zeros((64, 64, 3), np.uint8)]
+    seen = sum(len(data.step_batch(images, 32, 2, [16, 32, 48], 5, s)["target"])
+               for s in range(7))
+    assert data.images_seen(32, 2, [16, 32, 48], 5, 7) == seen
+    assert data.images_seen(32, 2, [], 5, 7) == 14
+    assert data.images_seen(32, 2, [16, 32, 48], 5, 0) == 0

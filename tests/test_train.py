@@ -123,6 +123,7 @@ def test_mixed_crop_sizes_train_on_the_batches_train_jax_sees(tmp_path):
                              "--seed=1"))
     assert record["step"] == 4 and all(np.isfinite(record["stage_losses"]))
     assert record["batch_size"] == 6.0  # crops per timed step (steps 2-4: 8, 2, 8)
+    assert record["images"] == 20  # every step's crops, the untimed first included
     assert json.load(open(out / "config.json"))["crop_sizes"] == [16, 32]
     [dataset_batch] = list(data.mixed_crop_dataset(SAMPLES, 32, 2, [16, 32], seed=1, resize=64,
                                                    start_step=1).take(1))

@@ -157,6 +157,7 @@ def test_mixed_crop_sizes_train_and_count_every_image(tmp_path):
     record = last_json(train_jax(f"--model_dir={out}", "--crop_sizes=16,32", "--steps=4",
                                  "--seed=1", "--summary_every=1"))
     assert record["step"] == 4 and all(np.isfinite(record["stage_losses"]))
+    assert record["images"] == sum(count for _, count in plan) == 20
     assert json.load(open(out / "config.json"))["crop_sizes"] == [16, 32]
     assert "--crop_sizes=16,32" in (out / "flags.txt").read_text()
     assert len(open(out / "metrics.jsonl").readlines()) == 4

@@ -214,6 +214,14 @@ def step_crop(crop_size, batch_size, crop_sizes, seed, step):
     return size, max(1, round(batch_size * (crop_size / size) ** 2))
 
 
+def images_seen(crop_size, batch_size, crop_sizes, seed, steps):
+    """Crops that steps 0 .. steps-1 of a run train on: steps × batch_size, or with mixed
+    crop sizes the sum of step_crop's batches (the figure to set beside the authors' 800k)."""
+    if not crop_sizes:
+        return steps * batch_size
+    return sum(step_crop(crop_size, batch_size, crop_sizes, seed, s)[1] for s in range(steps))
+
+
 def step_batch(images, crop_size, batch_size, crop_sizes, seed, step):
     """numpy_batch of step `step` at its step_crop size and batch size."""
     size, count = step_crop(crop_size, batch_size, crop_sizes, seed, step)

@@ -12,6 +12,7 @@ Run the same command again to resume: the step counter, LR schedule and data ord
 where the last checkpoint left them. Progress with ETA on stderr.
 """
 
+import functools
 import json
 import os
 import sys
@@ -213,6 +214,8 @@ def main(argv):
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
     config = model_config()
     sizes = config.get("crop_sizes", [])
+    images_seen = functools.partial(data.images_seen, FLAGS.crop_size, FLAGS.batch_size, sizes,
+                                    FLAGS.seed)
     if sizes and FLAGS.distribution != "default":
         raise UsageError("--crop_sizes trains on one device (a step's batch size varies)")
     model_dir.check_start(FLAGS.model_dir, config, FLAGS.init_from)
@@ -296,6 +299,7 @@ def main(argv):
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.model_dir, "train"))
     if start_step >= steps:
         print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": start_step,
+                          "images": images_seen(start_step),
                           "note": "already trained to --steps"}))
         return
     if start_step:
@@ -338,7 +342,7 @@ def main(argv):
             manager.save(checkpoint_number=current)
     writer.flush()
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": int(step.numpy()),
-                      **objective.summary(scalars),
+                      "images": images_seen(int(step.numpy())), **objective.summary(scalars),
                       "train_seconds": round(train_seconds, 2),
                       "images_per_second": round(timed_images / max(train_seconds, 1e-9), 3),
                       # Crops per timed step: --batch_size, or its mean over mixed crop sizes.

@@ -16,6 +16,7 @@ model_dir/metrics.jsonl and preview strips to model_dir/previews/ instead of Ten
 (data.numpy_batch).
 """
 
+import functools
 import json
 import os
 import sys
@@ -112,6 +113,8 @@ def main(argv):
         raise UsageError(f"--model_dir={FLAGS.model_dir} holds TensorFlow checkpoints; "
                          "resume it with python -m tf_propo.train")
     sizes = config.get("crop_sizes", [])
+    images_seen = functools.partial(data.images_seen, FLAGS.crop_size, FLAGS.batch_size, sizes,
+                                    FLAGS.seed)
     images = data.local_training_images(FLAGS.targets, max([FLAGS.crop_size] + sizes),
                                         FLAGS.resize, FLAGS.holdout)
     held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
@@ -179,6 +182,7 @@ def main(argv):
 
     if start_step >= steps:
         print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": start_step,
+                          "images": images_seen(start_step),
                           "note": "already trained to --steps"}))
         return
     trainable = [v.value for v in trainable_vars]
@@ -229,7 +233,7 @@ def main(argv):
     # the compiling one.
     rate = round(steady_images / elapsed, 3) if steady_images else None
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": step,
-                      **objective.summary(scalars), "steady_seconds": round(elapsed, 2),
+                      "images": images_seen(step), **objective.summary(scalars), "steady_seconds": round(elapsed, 2),
                       "images_per_second": rate,
                       "precision": policy, "backend": jax.default_backend()}))
 

@@ -8,7 +8,8 @@ inputs or another precision buy on textures the model never saw, at equal traini
 For the base config (`--config`, the demo's by default) and each `--variant` (NAME=FLAGS, the
 flags added to the base's), in one run on this machine:
 1. probe: `--probe_steps` training steps measure the variant's images/s (all variants first,
-   while nothing else runs);
+   while nothing else runs); with --crop_sizes the probe's steps may all draw one size, but a
+   step of any size holds about the same pixels, so its steps/s still sets the budget;
 2. train: a fresh run of as many steps as `--seconds` of training allow at that rate, so its
    learning-rate schedule runs to its end (the figure is quality per training budget, not a
    snapshot of a longer run);
@@ -109,14 +110,17 @@ def main(argv):
         entry = plan[name]
         # The step count in the name: a new plan (another --seconds) never resumes an old run.
         run_dir = os.path.join(work_dir, f"{_directory_name(name)}-{entry['steps']}")
-        training_runs.train(FLAGS.config, FLAGS.targets, run_dir, entry["steps"],
-                            [f"--checkpoint_every={max(1, entry['steps'] // 10)}", *extra])
+        trained = training_runs.train(
+            FLAGS.config, FLAGS.targets, run_dir, entry["steps"],
+            [f"--checkpoint_every={max(1, entry['steps'] // 10)}", *extra])
         eval_targets = FLAGS.eval_targets or _held_out(run_dir, FLAGS.targets)
         result = training_runs.summarize(training_runs.evaluate_propo(
             run_dir, eval_targets, FLAGS.eval_size, FLAGS.eval_samples, FLAGS.seed,
             os.path.join(run_dir, "eval"), FLAGS.protocol))
         rows.append({**entry, **result, "variant": name, "flags": " ".join(extra),
-                     "images": entry["steps"] * entry["batch_size"]})
+                     # The run's own count: the probe's batch size is its steps' mean, which
+                     # with --crop_sizes need not be the whole run's.
+                     "images": trained["images"]})
 
     base_loss = rows[0]["loss_ratio"]
     print(f"Training budget {FLAGS.seconds:g} s per configuration; evaluation: "
