@@ -222,7 +222,8 @@ def test_init_from_starts_from_another_models_networks(trained, tmp_path):
 
 
 @pytest.mark.parametrize("name,steps", [("demo", 4000), ("paper", 800000), ("smoke", 6),
-                                        ("gpu", 20000), ("one_texture", 300)])
+                                        ("gpu", 20000), ("one_texture", 300),
+                                        ("gpu_mixed", 6000)])
 def test_config_flagfiles_parse(name, steps):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import tf_propo.train as t; from absl import flags; "

@@ -63,6 +63,32 @@ def test_resumed_run_equals_the_straight_run(runs):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+def test_a_run_from_a_pack_equals_the_run_from_the_originals(runs, tmp_path):
+    """tf_propo.pack's weights (float32 here, to compare exactly) and resized images are all
+    a host without network needs: the same run from the pack alone ends where the straight
+    run ends, and its model records the real weights source."""
+    straight, _, _ = runs
+    out = tmp_path / "pack"
+    packed = subprocess.run([sys.executable, "-m", "tf_propo.pack", f"--flagfile={SMOKE}",
+                             f"--targets={SAMPLES}", "--nofloat16", f"--out={out}"],
+                            capture_output=True, text=True, timeout=300)
+    assert packed.returncode == 0, packed.stderr
+    run = tmp_path / "run"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_PROPO_HOME": str(out / "home")}
+    result = subprocess.run([sys.executable, "-m", "tf_propo.train_jax",
+                             f"--flagfile={out / 'train.flags'}", f"--model_dir={run}"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert last_json(result)["step"] == 6
+    assert sorted(os.listdir(out / "home" / "weights")) == ["normalized.json",
+                                                             "normalized.npz"]  # no fetch
+    config = json.loads((run / "config.json").read_text())
+    assert config["vgg_weights"] == "normalized" and config["targets"] == str(out / "targets")
+    a, b = state(straight), state(run)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def test_tensorflow_loads_and_synthesises_with_the_jax_model(runs, tmp_path):
     from tf_propo import methods
 

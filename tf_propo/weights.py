@@ -77,9 +77,10 @@ def file_sha256(path, algorithm="sha256"):
 
 def content_digest(weights):
     """sha256 over names, shapes and float32 bytes, in network order: independent of the
-    container (npz timestamps, h5 layout), so one value names one set of weights."""
+    container (npz timestamps, h5 layout), so one value names one set of weights (a pack's
+    first convolutions included)."""
     digest = hashlib.sha256()
-    for name in vgg.CONV_NAMES:
+    for name in (n for n in vgg.CONV_NAMES if n in weights):
         for part, array in zip(("kernel", "bias"), weights[name]):
             array = np.ascontiguousarray(array, np.float32)
             digest.update(f"{name}/{part}{array.shape}".encode())
@@ -87,14 +88,19 @@ def content_digest(weights):
     return digest.hexdigest()
 
 
-def validate(weights, origin):
-    """Every VGG19 convolution present, Keras layout (kh, kw, in, out), finite float values."""
-    missing = [name for name in vgg.CONV_NAMES if name not in weights]
+def validate(weights, origin, complete=True):
+    """Every VGG19 convolution present (complete=False: the network's first convolutions,
+    conv1_1 at least, as pack_weights cuts them), Keras layout (kh, kw, in, out), finite
+    float values."""
+    names = vgg.CONV_NAMES
+    if not complete:
+        names = names[:max(2, sum(1 for name in names if name in weights))]
+    missing = [name for name in names if name not in weights]
     if missing:
         raise WeightsError(f"{origin}: no weights for {', '.join(missing[:3])}"
                            f"{' …' if len(missing) > 3 else ''}")
     checked = {}
-    for name in vgg.CONV_NAMES:
+    for name in names:
         c_in, c_out = vgg.CONV_SHAPES[name]
         k = 1 if name == "preprocess" else 3
         kernel, bias = (np.asarray(a) for a in weights[name])
@@ -423,14 +429,14 @@ def _fetch_imagenet(url, md5):
         return read_keras_h5(h5)
 
 
-def _weights_dir():
-    path = os.path.join(home(), "weights")
+def _weights_dir(home_dir=None):
+    path = os.path.join(home_dir or home(), "weights")
     os.makedirs(path, exist_ok=True)
     return path
 
 
-def _cache_paths(source):
-    base = os.path.join(_weights_dir(), source)
+def _cache_paths(source, home_dir=None):
+    base = os.path.join(_weights_dir(home_dir), source)
     return base + ".npz", base + ".json"
 
 
@@ -440,16 +446,23 @@ def _load_cached(source, pinned):
         return None
     try:
         with open(manifest) as f:
-            recorded = json.load(f)["content_digest"]
-    except (OSError, ValueError, KeyError):
-        recorded = None
+            record = json.load(f)
+        recorded, packed = record["content_digest"], record.get("packed")
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded, packed = None, None
+    if packed is not None:
+        # A pack (pack_weights) holds fewer layers, maybe float16-rounded: it is checked
+        # against the digest it was written with, and that its full source was the pinned one.
+        expected = recorded if (not pinned or packed.get("from_digest") == pinned) else None
+    else:
+        expected = pinned or recorded
     weights = read_npz(npz)
     try:
-        weights = validate(weights, npz)
+        weights = validate(weights, npz, complete=packed is None)
         digest = content_digest(weights)
     except WeightsError:
         digest = None
-    if digest is None or digest != (pinned or recorded):
+    if digest is None or digest != expected:
         raise WeightsError(f"cached weights {npz} fail verification (corrupt or modified); "
                            "delete the file to fetch them again")
     return weights
@@ -490,6 +503,34 @@ def load_weights(source="normalized", imagenet_url=IMAGENET_URL, imagenet_md5=IM
                        f"{', '.join(SOURCES)}")
 
 
+def pack_weights(source, home_dir, up_to, float16=False):
+    """Write `source`'s weights as the weights cache of another $TF_PROPO_HOME, `home_dir`,
+    for a host without network: only the convolutions up to the layer `up_to` (what the
+    models to be trained there compute), float16-rounded if asked (half the bytes). Models
+    trained there record `source` as their weights, so they load anywhere. Returns the
+    npz path."""
+    if source not in ("normalized", "imagenet"):
+        raise WeightsError(f"cannot pack {source!r}: only the fetched sources (normalized, "
+                           "imagenet) are packed; a file: source is a file to copy as it is")
+    full = load_weights(source)
+    vgg.check_layer(up_to)
+    layers = vgg.LAYER_ORDER[:vgg.LAYER_ORDER.index(up_to) + 1]
+    kept = {name: full[name] for name in vgg.CONV_NAMES if name in layers or
+            name == "preprocess"}
+    if float16:
+        kept = {name: tuple(np.asarray(a, np.float16) for a in arrays)
+                for name, arrays in kept.items()}
+    npz, manifest = _cache_paths(source, home_dir)
+    save_npz(npz, kept)
+    record = {"source": source, "origin": f"packed from {source}",
+              "content_digest": content_digest(validate(kept, npz, complete=False)),
+              "packed": {"from_digest": content_digest(full), "up_to": up_to,
+                         "float16": bool(float16)}}
+    data = json.dumps(record, indent=1).encode()
+    atomic_write(manifest, lambda f: f.write(data))
+    return npz
+
+
 def apply_weights(model, weights):
     """Set every convolution of a vgg.build_encoder model from `weights`, by layer name."""
     for layer in model.layers:
@@ -511,6 +552,13 @@ def pretrained_encoder(taps, source="normalized", float16_values=False, **kwargs
         _MEMORY_CACHE.clear()  # keep one set of weights (80 MB) in memory at most
         _MEMORY_CACHE[source] = load_weights(source)
     values = _MEMORY_CACHE[source]
+    deepest = vgg.deepest(taps)
+    missing = [name for name in vgg.CONV_NAMES[1:] if name not in values and
+               vgg.LAYER_ORDER.index(name) < vgg.LAYER_ORDER.index(deepest)]
+    if missing:
+        raise WeightsError(f"the {source} VGG19 weights here stop before {missing[0]}, which "
+                           f"{deepest} needs (a pack cut at a shallower layer: pack again with "
+                           "a deeper one)")
     if float16_values:
         values = {name: [np.asarray(a, np.float16).astype(np.float32) for a in arrays]
                   for name, arrays in values.items()}
