@@ -160,6 +160,19 @@ def test_pack_cli_refuses_bad_input_with_one_line(imagenet_home, odd_targets, tm
     assert not out.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".pack")]
 
 
+def test_pack_cli_refuses_a_corrupt_image_and_leaves_nothing(imagenet_home, odd_targets,
+                                                            tmp_path):
+    home, _ = imagenet_home
+    (odd_targets / "f.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    result = pack(f"--targets={odd_targets}", f"--out={tmp_path / 'pack'}", home=home)
+    lines = result.stderr.strip().splitlines()  # the progress bar, then the one error line
+    assert result.returncode == 2 and lines[-1].startswith("error: ") and "f.png" in lines[-1]
+    assert sum(line.startswith("error") for line in lines) == 1
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "pack").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".pack")]
+
+
 def test_pack_cli_will_not_overwrite(imagenet_home, odd_targets, tmp_path):
     home, _ = imagenet_home
     (tmp_path / "pack").mkdir()

@@ -1,4 +1,6 @@
-"""Pack a training run for a host without network: python -m tf_propo.pack --flagfile=FILE --out=DIR
+"""Pack a training run for a host without network:
+
+    python -m tf_propo.pack --flagfile=FILE --out=DIR
 
 A GPU host that cannot reach PyPI cannot fetch the VGG19 weights, and copying the whole
 80 MB cache and the full-size training images may not fit what can be taken there. The pack
@@ -34,7 +36,7 @@ import tempfile
 from absl import flags
 
 from tf_propo import cli
-from tf_propo import train  # noqa: F401  (defines the training flags the pack reads)
+from tf_propo import train  # the training flags: the pack reads a run's flagfile
 from tf_propo.errors import UsageError
 
 FLAGS = flags.FLAGS
@@ -44,7 +46,7 @@ flags.DEFINE_bool("float16", True, "Store the VGG19 weights float16-rounded (hal
 
 
 def deepest_layer(config):
-    """The VGG19 layer a run's model and objective reach deepest."""
+    """The VGG19 layer a run's model reaches deepest (its encoder is cut there)."""
     from tf_propo import vgg
 
     try:
@@ -125,9 +127,9 @@ def main(argv):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    flagfile = os.path.join(FLAGS.out, "train.flags")
     command = (f"TF_PROPO_HOME={os.path.join(FLAGS.out, 'home')} KERAS_BACKEND=jax "
-               f"python -m tf_propo.train_jax --flagfile={os.path.join(FLAGS.out, 'train.flags')}"
-               " --model_dir=RUN")
+               f"python -m tf_propo.train_jax --flagfile={flagfile} --model_dir=RUN")
     print(f"packed {len(paths)} images and VGG19 to {up_to} ({total / 2**20:.1f} MB); run "
           f"there: {command}", file=sys.stderr)
     print(json.dumps({"out": FLAGS.out, "images": len(paths), "bytes": total,
