@@ -141,7 +141,7 @@ def test_pack_cli_writes_the_pixels_the_trainer_reads(imagenet_home, odd_targets
     for a, b in zip(original, packed):
         assert min(b.shape[:2]) == 64
         np.testing.assert_array_equal(a, b)
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".pack-")]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -157,7 +157,7 @@ def test_pack_cli_refuses_bad_input_with_one_line(imagenet_home, odd_targets, tm
     result = pack(f"--targets={odd_targets}", f"--out={out}", *args, home=home)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert not out.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".pack")]
+    assert not out.exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".")]
 
 
 def test_pack_cli_refuses_a_corrupt_image_and_leaves_nothing(imagenet_home, odd_targets,
@@ -170,7 +170,7 @@ def test_pack_cli_refuses_a_corrupt_image_and_leaves_nothing(imagenet_home, odd_
     assert sum(line.startswith("error") for line in lines) == 1
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "pack").exists()
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".pack")]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
 
 
 def test_pack_cli_will_not_overwrite(imagenet_home, odd_targets, tmp_path):

@@ -29,13 +29,12 @@ command. DIR is written as a whole or not at all.
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 from absl import flags
 
 from tf_propo import cli
+from tf_propo import files
 from tf_propo import train  # the training flags: the pack reads a run's flagfile
 from tf_propo.errors import UsageError
 
@@ -62,13 +61,13 @@ def packed_name(relative):
 def pack_images(paths, root, resize, folder, progress):
     """Resized uint8 PNG copies of `paths` (relative to `root`) under `folder`, in the same
     sorted order the trainer lists them in; returns the bytes written."""
-    from tf_propo import data, image_io
+    from tf_propo import image_io
 
     names = [packed_name(os.path.relpath(p, root)) for p in paths]
     if len(set(names)) != len(names) or sorted(names) != names:
         raise UsageError("--targets: some images would share a name or change order once "
                          "packed as .png (e.g. a.jpg beside a.jpg.png); rename them")
-    written = 0
+    written = 0  # sorted unique names: the trainer lists the pack in the originals' order
     for path, name in zip(paths, names):
         image = image_io.read_image(path)
         if resize:
@@ -78,8 +77,6 @@ def pack_images(paths, root, resize, folder, progress):
         image_io.write_image(dest, image)
         written += os.path.getsize(dest)
         progress.update()
-    if data.list_images(folder) != [os.path.join(folder, n) for n in names]:
-        raise UsageError("--targets: the packed images do not list in their original order")
     return written
 
 
@@ -102,10 +99,7 @@ def main(argv):
     root = FLAGS.targets if os.path.isdir(FLAGS.targets) else (
         os.path.dirname(FLAGS.targets) or ".")
 
-    parent = os.path.dirname(os.path.abspath(FLAGS.out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".pack-", dir=parent)
-    try:
+    def write(staging):
         npz = weights.pack_weights(FLAGS.vgg_weights, os.path.join(staging, "home"), up_to,
                                    float16=FLAGS.float16)
         progress = Progress(len(paths), "pack images")
@@ -115,25 +109,19 @@ def main(argv):
         if not os.path.isdir(FLAGS.targets):
             targets = os.path.join(targets, packed_name(os.path.basename(FLAGS.targets)))
         FLAGS.targets = targets
-        text = train.flags_text()
         with open(os.path.join(staging, "train.flags"), "w") as f:
             f.write(f"# written by python -m tf_propo.pack (run with TF_PROPO_HOME="
-                    f"{os.path.join(FLAGS.out, 'home')})\n{text}")
-        total = image_bytes + os.path.getsize(npz)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 is for the staging only
-        os.rename(staging, FLAGS.out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+                    f"{os.path.join(FLAGS.out, 'home')})\n{train.flags_text()}")
+        return os.path.relpath(npz, staging), image_bytes + os.path.getsize(npz)
+
+    npz, total = files.atomic_directory(FLAGS.out, write)
     flagfile = os.path.join(FLAGS.out, "train.flags")
     command = (f"TF_PROPO_HOME={os.path.join(FLAGS.out, 'home')} KERAS_BACKEND=jax "
                f"python -m tf_propo.train_jax --flagfile={flagfile} --model_dir=RUN")
     print(f"packed {len(paths)} images and VGG19 to {up_to} ({total / 2**20:.1f} MB); run "
           f"there: {command}", file=sys.stderr)
     print(json.dumps({"out": FLAGS.out, "images": len(paths), "bytes": total,
-                      "weights": os.path.join(FLAGS.out, os.path.relpath(npz, staging)),
+                      "weights": os.path.join(FLAGS.out, npz),
                       "up_to": up_to, "command": command}))
 
 

@@ -476,10 +476,13 @@ def _store(source, weights, pinned, origin):
                            f"{pinned[:16]}… (conversion mismatch)")
     npz, manifest = _cache_paths(source)
     save_npz(npz, weights)
-    record = json.dumps({"source": source, "origin": origin, "content_digest": digest},
-                        indent=1).encode()
-    atomic_write(manifest, lambda f: f.write(record))
+    _write_manifest(manifest, {"source": source, "origin": origin, "content_digest": digest})
     return weights
+
+
+def _write_manifest(path, record):
+    data = json.dumps(record, indent=1).encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load_weights(source="normalized", imagenet_url=IMAGENET_URL, imagenet_md5=IMAGENET_MD5):
@@ -522,17 +525,24 @@ def pack_weights(source, home_dir, up_to, float16=False):
                 for name, arrays in kept.items()}
     npz, manifest = _cache_paths(source, home_dir)
     save_npz(npz, kept)
-    record = {"source": source, "origin": f"packed from {source}",
-              "content_digest": content_digest(validate(kept, npz, complete=False)),
-              "packed": {"from_digest": content_digest(full), "up_to": up_to,
-                         "float16": bool(float16)}}
-    data = json.dumps(record, indent=1).encode()
-    atomic_write(manifest, lambda f: f.write(data))
+    _write_manifest(manifest, {
+        "source": source, "origin": f"packed from {source}",
+        "content_digest": content_digest(validate(kept, npz, complete=False)),
+        "packed": {"from_digest": content_digest(full), "up_to": up_to,
+                   "float16": bool(float16)}})
     return npz
 
 
-def apply_weights(model, weights):
-    """Set every convolution of a vgg.build_encoder model from `weights`, by layer name."""
+def apply_weights(model, weights, origin="the VGG19 weights"):
+    """Set every convolution of a vgg.build_encoder model from `weights`, by layer name; a
+    convolution `weights` lacks (a pack cut shallower than the model) is refused, not left
+    untrained."""
+    missing = [layer.name for layer in model.layers
+               if layer.name in vgg.CONV_SHAPES and layer.name not in weights]
+    if missing:
+        raise WeightsError(f"{origin} stop before {missing[0]}, which {model.layers[-1].name} "
+                           "needs (a pack cut at a shallower layer: pack again with a deeper "
+                           "one)")
     for layer in model.layers:
         if layer.name in weights:
             layer.set_weights([np.asarray(a) for a in weights[layer.name]])
@@ -552,14 +562,8 @@ def pretrained_encoder(taps, source="normalized", float16_values=False, **kwargs
         _MEMORY_CACHE.clear()  # keep one set of weights (80 MB) in memory at most
         _MEMORY_CACHE[source] = load_weights(source)
     values = _MEMORY_CACHE[source]
-    deepest = vgg.deepest(taps)
-    missing = [name for name in vgg.CONV_NAMES[1:] if name not in values and
-               vgg.LAYER_ORDER.index(name) < vgg.LAYER_ORDER.index(deepest)]
-    if missing:
-        raise WeightsError(f"the {source} VGG19 weights here stop before {missing[0]}, which "
-                           f"{deepest} needs (a pack cut at a shallower layer: pack again with "
-                           "a deeper one)")
     if float16_values:
         values = {name: [np.asarray(a, np.float16).astype(np.float32) for a in arrays]
                   for name, arrays in values.items()}
-    return apply_weights(vgg.build_encoder(taps, **kwargs), values)
+    return apply_weights(vgg.build_encoder(taps, **kwargs), values,
+                         origin=f"the {source} VGG19 weights here")
