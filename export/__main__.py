@@ -64,28 +64,6 @@ def _samples_dir():
     return str(importlib.resources.files("tf_propo") / "samples")
 
 
-def _calibration_targets(spec, count, size, seed=0):
-    """`count` random size x size crops of the images at `spec` (short edge resized to
-    size·1.25 first, so crops differ)."""
-    import numpy as np
-
-    from tf_propo import data, image_io
-
-    paths = data.list_images(spec) if os.path.isdir(spec) else [spec]
-    if not paths:
-        raise UsageError(f"--representative={spec}: no images there")
-    rng = np.random.default_rng(seed)
-    images = [image_io.resize_short_edge(image_io.read_image(p), round(size * 1.25))
-              for p in paths]
-    crops = []
-    for i in range(count):
-        image = images[i % len(images)]
-        top = rng.integers(0, image.shape[0] - size + 1)
-        left = rng.integers(0, image.shape[1] - size + 1)
-        crops.append(image[top:top + size, left:left + size])
-    return crops
-
-
 def _check_flags():
     if not FLAGS.model_dir:
         from tf_propo import methods
@@ -187,8 +165,8 @@ def main(argv):
 
         representative = None
         if FLAGS.quantize == "int8":
-            crops = _calibration_targets(FLAGS.representative or _samples_dir(),
-                                         FLAGS.calibration_samples, FLAGS.target_size)
+            crops = tflite.calibration_targets(FLAGS.representative or _samples_dir(),
+                                               FLAGS.calibration_samples, FLAGS.target_size)
             representative = tflite.representative_dataset(crops, FLAGS.size,
                                                            FLAGS.target_size)
         content = tflite.convert(pipeline, FLAGS.size, FLAGS.target_size, FLAGS.quantize,

@@ -25,6 +25,7 @@ Conversion goes Keras ExportArchive -> SavedModel -> TFLiteConverter.from_saved_
 own LiteRT path (keras.src.export.litert); every variant has a parity test against Keras.
 """
 
+import os
 import tempfile
 
 import keras
@@ -63,6 +64,27 @@ def _archive(pipeline, size, target_size):
     return archive
 
 
+def calibration_targets(spec, count, size, seed=0):
+    """`count` random size x size crops of the images at `spec` (short edge resized to
+    size·1.25 first, so crops differ)."""
+    from tf_propo import data, image_io
+    from tf_propo.errors import UsageError
+
+    paths = data.list_images(spec) if os.path.isdir(spec) else [spec]
+    if not paths:
+        raise UsageError(f"--representative={spec}: no images there")
+    rng = np.random.default_rng(seed)
+    images = [image_io.resize_short_edge(image_io.read_image(p), round(size * 1.25))
+              for p in paths]
+    crops = []
+    for i in range(count):
+        image = images[i % len(images)]
+        top = rng.integers(0, image.shape[0] - size + 1)
+        left = rng.integers(0, image.shape[1] - size + 1)
+        crops.append(image[top:top + size, left:left + size])
+    return crops
+
+
 def representative_dataset(targets, size, target_size, seed=0):
     """A generator of {"target", "noise"} calibration samples from float RGB target arrays
     (already target_size × target_size) and fresh noise."""
@@ -81,26 +103,46 @@ def convert(pipeline, size, target_size=256, quantize="none", representative=Non
 
     representative: for int8, a zero-argument callable yielding {"target", "noise"} dicts
     (representative_dataset)."""
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
-    if quantize == "int8" and representative is None:
+    return dict(convert_variants(pipeline, size, target_size, [quantize], representative))[
+        quantize]
+
+
+def convert_variants(pipeline, size, target_size, quantizations, representative=None):
+    """(quantize, .tflite bytes) for each of `quantizations`, in order, from one SavedModel:
+    writing it costs as much as a conversion, and the ai-edge-quantizer variants are
+    rewrites of the float32 file, so several variants cost little more than one each."""
+    unknown = [q for q in quantizations if q not in QUANTIZATIONS]
+    if unknown:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {unknown[0]!r}")
+    if "int8" in quantizations and representative is None:
         raise ValueError("int8 quantization needs a representative dataset")
     with tempfile.TemporaryDirectory() as saved:
         _archive(pipeline, size, target_size).write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize not in ("none",) + AI_EDGE_QUANTIZER:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "fp16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
-        content = converter.convert()
-    if quantize in AI_EDGE_QUANTIZER:
-        return int8_weights(content, integer_vgg=quantize == "int8_mixed")
-    return content
+        float_content = None
+        for quantize in quantizations:
+            if quantize in ("none",) + AI_EDGE_QUANTIZER:
+                if float_content is None:
+                    float_content = _convert_saved_model(saved, "none", None)
+                content = float_content
+                if quantize in AI_EDGE_QUANTIZER:
+                    content = int8_weights(float_content, integer_vgg=quantize == "int8_mixed")
+            else:
+                content = _convert_saved_model(saved, quantize, representative)
+            yield quantize, content
+
+
+def _convert_saved_model(saved, quantize, representative):
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
 
 
 def int8_weights(content, integer_vgg=False):

@@ -115,18 +115,23 @@ def test_saved_model_cli_runs_the_serving_signature(saved_model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tflite_exports(model_dir, tmp_path_factory):
-    """{quantize: (path, export's JSON record)}: each variant exported once (64² output and
-    target), shared by the parity and file-size tests."""
+def tflite_exports(pipeline, tmp_path_factory):
+    """{quantize: (path, file bytes)}: every variant converted once (64² output and target)
+    from one SavedModel, in this process (the CLI's own path is test_litert_runner's), shared
+    by the parity and file-size tests."""
     pytest.importorskip("ai_edge_litert")
+    from tf_propo.export import tflite
+
     folder = tmp_path_factory.mktemp("tflite")
+    # The export command's calibration: random crops of the bundled samples.
+    representative = tflite.representative_dataset(
+        tflite.calibration_targets(SAMPLES, 4, 64), 64, 64)
     exports = {}
-    for quantize in QUANTIZATIONS:
+    for quantize, content in tflite.convert_variants(pipeline, 64, 64, QUANTIZATIONS,
+                                                     representative):
         out = folder / f"m_{quantize}.tflite"
-        exports[quantize] = (out, last_json(command(
-            "tf_propo.export", f"--model_dir={model_dir}", "--format=tflite",
-            f"--quantize={quantize}", "--size=64", "--target_size=64", f"--out={out}",
-            "--calibration_samples=4")))
+        out.write_bytes(content)
+        exports[quantize] = (out, len(content))
     return exports
 
 
@@ -135,8 +140,7 @@ def test_tflite_variants_match_keras(quantize, tflite_exports, pipeline):
     from tf_propo import metrics
     from tf_propo.export import run as runner
 
-    out, record = tflite_exports[quantize]
-    assert record["bytes"] == os.path.getsize(out)
+    out, _ = tflite_exports[quantize]
     interpreter = runner.interpreter(str(out))
     assert runner.input_shapes(interpreter) == {"target": [1, 64, 64, 3],
                                                 "noise": [1, 64, 64, 3]}
@@ -194,7 +198,7 @@ def test_parity_warning_only_for_a_much_worse_texture():
 
 
 def test_quantized_files_are_smaller(tflite_exports):
-    sizes = {quantize: record["bytes"] for quantize, (_, record) in tflite_exports.items()}
+    sizes = {quantize: size for quantize, (_, size) in tflite_exports.items()}
     # The VGG weights dominate: fp16 halves them; int8 quarters them (biases stay float32).
     assert sizes["fp16"] < 0.6 * sizes["none"]
     for quantize in ("int8", "dynamic", "int8_weights", "int8_mixed"):
@@ -231,8 +235,12 @@ def test_litert_runner_writes_the_texture(model_dir, pipeline, tmp_path):
     from tf_propo.export import run as runner
 
     model = tmp_path / "m.tflite"
-    last_json(command("tf_propo.export", f"--model_dir={model_dir}", "--format=tflite",
-                      "--size=32", "--target_size=32", "--noverify", f"--out={model}"))
+    exported = last_json(command("tf_propo.export", f"--model_dir={model_dir}",
+                                 "--format=tflite", "--size=32", "--target_size=32",
+                                 f"--out={model}"))
+    assert exported["bytes"] == os.path.getsize(model) and exported["quantize"] == "none"
+    assert exported["parity"]["image_relative_error"] < 1e-4
+    assert exported["parity"]["texture_loss_ratio"] == pytest.approx(1, abs=1e-3)
     png = tmp_path / "o.png"
     record = last_json(command("tf_propo.export.run", f"--model={model}", f"--target={TARGET}",
                                "--seed=4", f"--out={png}"))

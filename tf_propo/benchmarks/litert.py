@@ -15,8 +15,8 @@ def keras_synthesis(pipeline):
 
 def variants(pipeline, size, quantizations, threads):
     """(quantize, LiteRT interpreter, file bytes) for each TFLite variant of `pipeline` with
-    size² output and target, converted one at a time; int8 is calibrated on the bundled
-    samples (3 noises each)."""
+    size² output and target, converted one at a time from one SavedModel; int8 is calibrated
+    on the bundled samples (3 noises each)."""
     from tf_propo import data, image_io
     from tf_propo.export import run as runner
     from tf_propo.export import tflite
@@ -24,7 +24,7 @@ def variants(pipeline, size, quantizations, threads):
     samples = str(importlib.resources.files("tf_propo") / "samples")
     calibration = [runner.square_target(image_io.read_image(p), size)
                    for p in data.list_images(samples)]
-    for quantize in quantizations:
-        content = tflite.convert(pipeline, size, size, quantize,
-                                 tflite.representative_dataset(calibration * 3, size, size))
+    representative = tflite.representative_dataset(calibration * 3, size, size)
+    for quantize, content in tflite.convert_variants(pipeline, size, size, quantizations,
+                                                     representative):
         yield quantize, runner.interpreter(model_content=content, threads=threads), len(content)
