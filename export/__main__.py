@@ -65,10 +65,7 @@ def _samples_dir():
 
 
 def _check_flags():
-    if not FLAGS.model_dir:
-        from tf_propo import methods
-
-        FLAGS.model_dir = methods.bundled_propo()
+    """What needs no TensorFlow: checked before its import."""
     if not FLAGS.out:
         raise UsageError("--out is required")
     if FLAGS.format in ("saved_model", "compact"):
@@ -139,6 +136,11 @@ def _write_compact():
 def main(argv):
     del argv
     _check_flags()
+    cli.import_tensorflow_quietly()
+    if not FLAGS.model_dir:
+        from tf_propo import methods
+
+        FLAGS.model_dir = methods.bundled_propo()
     from tf_propo import files, image_io
     from tf_propo.export import parity, pipeline as pipelines
 
@@ -185,4 +187,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=False)  # imported once the flags are checked

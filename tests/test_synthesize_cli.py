@@ -29,6 +29,8 @@ def test_gatys_run_writes_the_image_and_the_json_line(tmp_path, normalized_weigh
     assert record["diversity"] > 0
     assert image_io.read_image(out).shape == (48, 2 * 48 + 4, 3)
     assert "gatys 48px" in result.stderr  # the progress bar
+    # TensorFlow is imported after the checks, still quietly (cli.import_tensorflow_quietly).
+    assert "absl::InitializeLog" not in result.stderr and "oneDNN" not in result.stderr
 
 
 BAD_INPUTS = {

@@ -266,7 +266,7 @@ def main(argv):
 
     import numpy as np
 
-    from tf_propo import image_io, metrics, precision
+    from tf_propo import image_io
     from tf_propo.files import atomic_write
     from tf_propo.progress import Progress
 
@@ -277,9 +277,12 @@ def main(argv):
     if FLAGS.size % 16:
         raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
     targets = _targets()
-    methods, model_dirs = _parse_methods()
     images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
               for path in targets}  # every target is read (and checked) before any work
+    cli.import_tensorflow_quietly()
+    from tf_propo import metrics, precision
+
+    methods, model_dirs = _parse_methods()
     policy = precision.resolve(FLAGS.precision)
     runner = Runner(model_dirs, policy)
     progress = Progress(len(targets) * len(methods), "evaluate")
@@ -355,4 +358,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=False)  # imported once the targets are read

@@ -104,6 +104,7 @@ def main(argv):
     if FLAGS.target_size:
         target = image_io.resize_short_edge(target, FLAGS.target_size)
 
+    cli.import_tensorflow_quietly()
     from tf_propo import metrics, precision
 
     policy = precision.apply(FLAGS.precision)
@@ -155,4 +156,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=False)  # imported once the target and --out are checked

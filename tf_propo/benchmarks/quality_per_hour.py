@@ -141,4 +141,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=False)  # a driver of training and evaluation subprocesses
