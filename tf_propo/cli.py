@@ -1,8 +1,8 @@
 """What every command-line app shares: quiet TensorFlow, one-line errors, exit code 2.
 
 Flags are parsed before TensorFlow is imported, so a bad flag fails in a fraction of a second;
-synthesize, evaluate and export check their paths before the import too (run(main,
-tensorflow=False), then import_tensorflow_quietly).
+the apps check their paths before the import too (run(main, tensorflow=False), then
+import_tensorflow_quietly).
 TF 2.21 logs through absl before absl's logging is initialised, which ignores
 TF_CPP_MIN_LOG_LEVEL: its start-up chatter (oneDNN, CUDA probing) would bury the single error
 line the command-line contract promises. So the import and the device probe run with file

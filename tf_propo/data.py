@@ -81,17 +81,24 @@ def unseen_by(model_config, paths):
     return [p for p in paths if os.path.basename(p) not in seen]
 
 
-def load_local_images(spec, resize, holdout=0):
-    """uint8 RGB arrays of an image file or a folder of images, short edge resized."""
+def training_paths(spec, holdout=0):
+    """The image files a local --targets (a file or a folder) trains on, `holdout` applied;
+    a UsageError if there are none (cheap: the trainers call it before importing
+    TensorFlow)."""
     if os.path.isdir(spec):
         paths, _ = split_holdout(list_images(spec), holdout)
         if not paths:
             raise UsageError(f"--targets={spec}: no {'/'.join(IMAGE_EXTENSIONS)} images in "
                              "that folder")
-    elif os.path.exists(spec):
-        paths = [spec]
-    else:
-        raise UsageError(f"--targets={spec}: no such file or folder")
+        return paths
+    if os.path.exists(spec):
+        return [spec]
+    raise UsageError(f"--targets={spec}: no such file or folder")
+
+
+def load_local_images(spec, resize, holdout=0):
+    """uint8 RGB arrays of an image file or a folder of images, short edge resized."""
+    paths = training_paths(spec, holdout)
     images = []
     for path in paths:
         image = image_io.read_image(path)

@@ -82,7 +82,7 @@ def pack_images(paths, root, resize, folder, progress):
 
 def main(argv):
     del argv
-    from tf_propo import data, weights
+    from tf_propo import data
     from tf_propo.progress import Progress
 
     if not FLAGS.out:
@@ -93,9 +93,12 @@ def main(argv):
         raise UsageError("--targets is required (an image or a folder)")
     if FLAGS.targets.startswith("tfds:"):
         raise UsageError("--targets: tfds datasets are not packed; carry tfds' data_dir")
+    paths = data.image_paths([FLAGS.targets])
+    cli.import_tensorflow_quietly()  # weights and model_config's layer constants need keras
+    from tf_propo import weights
+
     config = train.model_config()
     up_to = deepest_layer(config)
-    paths = data.image_paths([FLAGS.targets])
     root = FLAGS.targets if os.path.isdir(FLAGS.targets) else (
         os.path.dirname(FLAGS.targets) or ".")
 
@@ -126,4 +129,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)  # model_config reads layer constants through keras
+    cli.run(main, tensorflow=False)  # imported once --targets is found

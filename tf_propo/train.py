@@ -202,16 +202,21 @@ def learning_rate_schedule(steps):
 
 def main(argv):
     del argv
-    import keras
-    import tensorflow as tf
-
-    from tf_propo import data, model_dir, precision, vgg
-    from tf_propo.progress import Progress
+    from tf_propo import data
 
     if not FLAGS.model_dir:
         raise UsageError("--model_dir is required")
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
+    if not FLAGS.targets.startswith("tfds:"):
+        data.training_paths(FLAGS.targets, FLAGS.holdout)
+    cli.import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    from tf_propo import model_dir, precision, vgg
+    from tf_propo.progress import Progress
+
     config = model_config()
     sizes = config.get("crop_sizes", [])
     images_seen = functools.partial(data.images_seen, FLAGS.crop_size, FLAGS.batch_size, sizes,
@@ -472,4 +477,4 @@ class DecoderObjective:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=False)  # imported once --targets is found

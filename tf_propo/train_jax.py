@@ -50,6 +50,9 @@ def check_flags():
         raise UsageError("tfds targets need tf.data; use a folder of images here")
     if FLAGS.distribution != "default":
         raise UsageError("--distribution: train_jax runs on one device")
+    from tf_propo import data
+
+    data.training_paths(FLAGS.targets, FLAGS.holdout)
 
 
 def resolve_precision(precision, jax):
