@@ -93,7 +93,7 @@ def main(argv):
         raise UsageError("--targets is required (an image or a folder)")
     if FLAGS.targets.startswith("tfds:"):
         raise UsageError("--targets: tfds datasets are not packed; carry tfds' data_dir")
-    paths = data.image_paths([FLAGS.targets])
+    paths = data.training_paths(FLAGS.targets)  # all of them: the trainer holds out later
     cli.import_tensorflow_quietly()  # weights and model_config's layer constants need keras
     from tf_propo import weights
 
