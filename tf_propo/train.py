@@ -19,6 +19,7 @@ import sys
 import time
 
 from tf_propo import cli
+from tf_propo import distribute
 
 from absl import flags
 
@@ -67,9 +68,11 @@ flags.DEFINE_enum("precision", "auto", ("float32", "mixed_bfloat16", "mixed_floa
                   "Mixed precision policy (losses and Grams stay float32). auto: bfloat16 on "
                   "CPUs with AVX512-BF16/AMX and Ampere+ GPUs, float16 on older GPUs.")
 flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and noise.")
-flags.DEFINE_enum("distribution", "default", ("default", "mirrored", "multi_worker"),
+flags.DEFINE_enum("distribution", "default", distribute.STRATEGIES,
                   "tf.distribute strategy: default (one device), mirrored (all GPUs of this "
-                  "host), multi_worker (hosts from TF_CONFIG).")
+                  "host), multi_worker (the hosts of TF_CONFIG, each running this command on "
+                  "the same --model_dir, e.g. a shared file system; only the chief writes it). "
+                  "--batch_size is global, split over the replicas.")
 flags.DEFINE_float("width", None, "Channel multiplier of the trained networks: the stage "
                    "networks (default 0.25; 1.0 = the authors' 28.0M-parameter ProPO) or the "
                    "decoders (default 0.5 of VGG's widths).", lower_bound=0.01)
@@ -179,19 +182,6 @@ def objective_options(config):
             "logit_sliced_weight": FLAGS.logit_sliced_weight}
 
 
-def make_strategy(name):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise UsageError("--distribution=multi_worker needs TF_CONFIG describing the "
-                             "cluster")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def learning_rate_schedule(steps):
     from tf_propo.schedules import ConstantThenLinearDecay
 
@@ -210,6 +200,9 @@ def main(argv):
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
     if not FLAGS.targets.startswith("tfds:"):
         data.training_paths(FLAGS.targets, FLAGS.holdout)
+    tf_config = os.environ.get("TF_CONFIG")
+    if FLAGS.distribution == "multi_worker":
+        distribute.cluster_task(tf_config)
     cli.import_tensorflow_quietly()
     import keras
     import tensorflow as tf
@@ -237,7 +230,7 @@ def main(argv):
     steps = total_steps()
     policy = precision.apply(FLAGS.precision)
     keras.utils.set_random_seed(FLAGS.seed)
-    strategy = make_strategy(FLAGS.distribution)
+    strategy, chief = distribute.make_strategy(FLAGS.distribution, tf_config)
     replicas = strategy.num_replicas_in_sync
     if FLAGS.batch_size % replicas:
         raise UsageError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
@@ -253,14 +246,12 @@ def main(argv):
         optimizer.build(variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = model_dir.checkpoint(model, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(ckpt, FLAGS.model_dir,
-                                         max_to_keep=FLAGS.keep_checkpoints)
-    if manager.latest_checkpoint:
+    latest = tf.train.latest_checkpoint(FLAGS.model_dir)  # the chief's, on every worker
+    if latest:
         try:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            ckpt.restore(latest).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as e:
-            raise UsageError(f"{manager.latest_checkpoint}: cannot resume "
-                             f"({str(e).splitlines()[0]})") from None
+            raise UsageError(f"{latest}: cannot resume ({str(e).splitlines()[0]})") from None
     elif FLAGS.init_from:
         print(f"starting from {model_dir.restore(FLAGS.init_from, model)}", file=sys.stderr)
     start_step = int(step.numpy())
@@ -276,8 +267,8 @@ def main(argv):
     held_out = data.held_out_names(FLAGS.targets, FLAGS.holdout)
     if held_out is not None:
         config["held_out"] = held_out
-    # Written only once the data is known good, so a bad run leaves no model_dir behind.
-    model_dir.save_config(FLAGS.model_dir, config, flags_text())
+    if chief:  # written only once the data is known good: a bad run leaves no model_dir
+        model_dir.save_config(FLAGS.model_dir, config, flags_text())
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     objective = (DecoderObjective if config["mode"] == "decoders"
                  else PseudoOptimizerObjective)(model, **objective_options(config))
@@ -301,7 +292,8 @@ def main(argv):
         local = strategy.experimental_local_results(batch)[0]
         return objective.preview({k: v[:1] for k, v in local.items()})
 
-    writer = tf.summary.create_file_writer(os.path.join(FLAGS.model_dir, "train"))
+    writer = (tf.summary.create_file_writer(os.path.join(FLAGS.model_dir, "train")) if chief
+              else tf.summary.create_noop_writer())
     if start_step >= steps:
         print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": start_step,
                           "images": images_seen(start_step),
@@ -317,34 +309,37 @@ def main(argv):
     # the graph; checkpoints, summaries and previews are left out, so precisions and
     # configurations compare on the training computation itself.
     train_seconds, timed_steps, timed_images = 0.0, -1, 0
-    while int(step.numpy()) < stop:
-        tick = time.perf_counter()
-        _, count = data.step_crop(FLAGS.crop_size, FLAGS.batch_size, sizes, FLAGS.seed,
-                                  int(step.numpy()))
-        batch = next(iterator)
-        scalars = {k: float(v) for k, v in train_step(batch).items()}
-        timed_steps += 1
-        if timed_steps:
-            train_seconds += time.perf_counter() - tick
-            timed_images += count
-        step.assign_add(1)
-        current = int(step.numpy())
-        window_images += count
-        progress.update(loss=scalars["loss/total"])
-        if current % FLAGS.summary_every == 0 or current == steps:
-            elapsed = time.perf_counter() - window_start
-            with writer.as_default(step=current):
-                for name, value in scalars.items():
-                    tf.summary.scalar(name, value)
-                tf.summary.scalar("learning_rate",
-                                  float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
-                tf.summary.scalar("images_per_second", window_images / max(elapsed, 1e-9))
-            window_start, window_images = time.perf_counter(), 0
-        if current % FLAGS.image_every == 0 or current == steps:
-            with writer.as_default(step=current):
-                tf.summary.image(objective.PREVIEW, preview(batch), max_outputs=1)
-        if current % FLAGS.checkpoint_every == 0 or current == stop:
-            manager.save(checkpoint_number=current)
+    with distribute.checkpoint_directory(FLAGS.model_dir, chief) as save_dir:
+        manager = tf.train.CheckpointManager(ckpt, save_dir,
+                                             max_to_keep=FLAGS.keep_checkpoints)
+        while int(step.numpy()) < stop:
+            tick = time.perf_counter()
+            _, count = data.step_crop(FLAGS.crop_size, FLAGS.batch_size, sizes, FLAGS.seed,
+                                      int(step.numpy()))
+            batch = next(iterator)
+            scalars = {k: float(v) for k, v in train_step(batch).items()}
+            timed_steps += 1
+            if timed_steps:
+                train_seconds += time.perf_counter() - tick
+                timed_images += count
+            step.assign_add(1)
+            current = int(step.numpy())
+            window_images += count
+            progress.update(loss=scalars["loss/total"])
+            if current % FLAGS.summary_every == 0 or current == steps:
+                elapsed = time.perf_counter() - window_start
+                with writer.as_default(step=current):
+                    for name, value in scalars.items():
+                        tf.summary.scalar(name, value)
+                    tf.summary.scalar("learning_rate",
+                                      float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+                    tf.summary.scalar("images_per_second", window_images / max(elapsed, 1e-9))
+                window_start, window_images = time.perf_counter(), 0
+            if chief and (current % FLAGS.image_every == 0 or current == steps):
+                with writer.as_default(step=current):
+                    tf.summary.image(objective.PREVIEW, preview(batch), max_outputs=1)
+            if current % FLAGS.checkpoint_every == 0 or current == stop:
+                manager.save(checkpoint_number=current)
     writer.flush()
     print(json.dumps({"model_dir": os.path.abspath(FLAGS.model_dir), "step": int(step.numpy()),
                       "images": images_seen(int(step.numpy())), **objective.summary(scalars),
@@ -352,7 +347,8 @@ def main(argv):
                       "images_per_second": round(timed_images / max(train_seconds, 1e-9), 3),
                       # Crops per timed step: --batch_size, or its mean over mixed crop sizes.
                       "batch_size": round(timed_images / timed_steps, 2)
-                      if sizes and timed_steps > 0 else FLAGS.batch_size, "precision": policy}))
+                      if sizes and timed_steps > 0 else FLAGS.batch_size, "precision": policy,
+                      "replicas": replicas}))
 
 
 class PseudoOptimizerObjective:
