@@ -3,9 +3,11 @@ logical CPUs, and two worker processes on localhost), each against the one-devic
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -152,3 +154,40 @@ def test_multi_worker_trains_as_one_device_and_only_the_chief_writes(one_device,
     writers = {name.split(".")[-3] for name in os.listdir(run / "train")}
     assert writers == set(chiefs)
     assert os.listdir(scratch) == []
+
+
+def test_a_cluster_that_never_comes_up_ends_after_cluster_timeout(tmp_path):
+    """Worker 1 of a cluster whose worker 0 never starts: TensorFlow would wait for ever,
+    deaf to Ctrl-C and SIGTERM; the watchdog ends it with one line and nothing written."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_propo.train", f"--flagfile={SMOKE}", f"--targets={SAMPLES}",
+         f"--model_dir={run}", "--distribution=multi_worker", "--cluster_timeout=3"],
+        env={**os.environ, "TF_CONFIG": tf_config(cluster, "worker", 1)},
+        capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == -9, result.stderr
+    assert lines[0].startswith("multi_worker: worker 1 of 2 tasks: waiting"), result.stderr
+    assert lines[-1].startswith("error: the cluster of TF_CONFIG (2 tasks) did not come up "
+                                "within 3 s"), result.stderr
+    assert not run.exists()
+
+
+def test_ctrl_c_ends_the_wait_for_the_cluster(tmp_path):
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tf_propo.train", f"--flagfile={SMOKE}", f"--targets={SAMPLES}",
+         f"--model_dir={tmp_path / 'run'}", "--distribution=multi_worker"],
+        env={**os.environ, "TF_CONFIG": tf_config(cluster, "worker", 0)},
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    try:
+        assert "waiting for every host" in worker.stderr.readline()
+        time.sleep(2)  # well inside TensorFlow's wait
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(timeout=30) == -signal.SIGINT
+    finally:
+        worker.kill()
+        worker.stderr.close()
+    assert not (tmp_path / "run").exists()

@@ -6,11 +6,21 @@ checkpoint files and leave a second set of TensorBoard events. The other workers
 their checkpoints, as TF's multi-worker guide asks (a save may take part in collective ops),
 but into a private temporary directory that is deleted when the run ends; every worker
 resumes from the chief's checkpoints.
+
+The strategy's constructor waits inside TensorFlow's C++ runtime until every worker of the
+cluster is up, with no time limit, holding Python's lock, and neither Ctrl-C nor SIGTERM ends
+it there (Python's handlers wait for the call to return; TensorFlow's coordination service
+catches SIGTERM). A mistyped address would hang a worker silently for ever, so the wait says
+what it waits for, Ctrl-C ends it, and a watchdog process ends it after --cluster_timeout
+(cluster_watch).
 """
 
 import contextlib
 import json
+import os
 import shutil
+import signal
+import sys
 import tempfile
 
 from tf_propo.errors import UsageError
@@ -58,21 +68,67 @@ def is_chief(cluster, task_type, task_index):
                                     and "chief" not in cluster)
 
 
-def make_strategy(name, tf_config=None):
-    """(strategy, chief) for --distribution=name; chief: whether this process writes the run."""
+def make_strategy(name, tf_config=None, timeout=600.0):
+    """(strategy, chief) for --distribution=name; chief: whether this process writes the run.
+    multi_worker waits up to `timeout` seconds (0: no limit) for the cluster to come up."""
     import tensorflow as tf
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(), True
     if name == "multi_worker":
-        chief = is_chief(*cluster_task(tf_config))
+        cluster, kind, index = cluster_task(tf_config)
+        chief = is_chief(cluster, kind, index)
+        workers = sum(len(cluster[k]) for k in TASK_TYPES if k in cluster)
+        sys.stderr.write(f"multi_worker: {kind} {index} of {workers} tasks"
+                         f"{' (chief)' if chief else ''}: waiting for every host of TF_CONFIG "
+                         "to run this command\n")
+        give_up = (f"error: the cluster of TF_CONFIG ({workers} tasks) did not come up within "
+                   f"{timeout:g} s: is every host in it running this command, at that "
+                   "address? (--cluster_timeout)")
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy(), chief
+            with cluster_watch(timeout, give_up):
+                return tf.distribute.MultiWorkerMirroredStrategy(), chief
         except ValueError as e:
             raise UsageError(f"TF_CONFIG: {str(e).splitlines()[0]}") from None
     if name != "default":
         raise ValueError(f"unknown strategy {name!r}")
     return tf.distribute.get_strategy(), True
+
+
+# The watchdog: a second process, since the waiting one holds Python's lock inside TensorFlow,
+# so no thread of it can run. It ends at EOF on stdin (the wait is over, or its parent died)
+# and ignores Ctrl-C, which reaches its parent directly.
+_WATCHDOG = """
+import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], timeout)[0]:
+    sys.stderr.write(message + "\\n")
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
+"""
+
+
+@contextlib.contextmanager
+def cluster_watch(timeout, message):
+    """While the body waits for the cluster: Ctrl-C ends the process at once (the default
+    action, not Python's handler, which cannot run until TensorFlow returns), and after
+    `timeout` seconds (0: never) a watchdog writes `message` on stderr and kills it."""
+    import subprocess
+
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()),
+                                 str(timeout), message],
+                                stdin=subprocess.PIPE) if timeout else None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:  # not where SIGINT is ignored (nohup, &)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if watchdog:
+            watchdog.stdin.close()
+            watchdog.wait()
 
 
 @contextlib.contextmanager

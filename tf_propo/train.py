@@ -73,6 +73,9 @@ flags.DEFINE_enum("distribution", "default", distribute.STRATEGIES,
                   "host), multi_worker (the hosts of TF_CONFIG, each running this command on "
                   "the same --model_dir, e.g. a shared file system; only the chief writes it). "
                   "--batch_size is global, split over the replicas.")
+flags.DEFINE_float("cluster_timeout", 600, "multi_worker: seconds to wait for every host of "
+                   "TF_CONFIG to come up before giving up with an error (0: wait for ever).",
+                   lower_bound=0.0)
 flags.DEFINE_float("width", None, "Channel multiplier of the trained networks: the stage "
                    "networks (default 0.25; 1.0 = the authors' 28.0M-parameter ProPO) or the "
                    "decoders (default 0.5 of VGG's widths).", lower_bound=0.01)
@@ -230,7 +233,8 @@ def main(argv):
     steps = total_steps()
     policy = precision.apply(FLAGS.precision)
     keras.utils.set_random_seed(FLAGS.seed)
-    strategy, chief = distribute.make_strategy(FLAGS.distribution, tf_config)
+    strategy, chief = distribute.make_strategy(FLAGS.distribution, tf_config,
+                                               FLAGS.cluster_timeout)
     replicas = strategy.num_replicas_in_sync
     if FLAGS.batch_size % replicas:
         raise UsageError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
