@@ -55,6 +55,12 @@ def test_tiny_evaluation(tmp_path, normalized_weights):
         assert float(refined["seconds_per_texture"]) > float(fast["seconds_per_texture"])
     report = (out / "report.md").read_text()
     assert "| gatys | 2 |" in report and "| propo | 2 |" in report and "| ot:eigh | 2 |" in report
+    # The loss column is the mean texture loss in the authors' units (the paper's figure).
+    summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
+    for method in ("gatys", "propo", "ot:eigh", "propo+2"):
+        mean = np.mean([float(r["texture_loss"]) for r in by_method[method]])
+        assert summary[method]["texture_loss"] == pytest.approx(mean, rel=1e-6)
+        assert f"| {method} | 2 | {summary[method]['texture_loss']:.4g} |" in report
     assert "adapo: missing" in report and "dark %" in report
     for target in targets:
         name = os.path.splitext(os.path.basename(target))[0]
@@ -150,8 +156,33 @@ def test_held_out_half_protocol(tmp_path, normalized_weights):
     summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
     assert summary["gatys"]["unseen_ratio_to_real"] == pytest.approx(
         float(gatys["unseen_ratio_to_real"]))  # the tiled target is left out of the mean
+    # One target left: its ratio is also the ratio of the mean losses.
+    assert summary["gatys"]["unseen_means_to_real"] == pytest.approx(
+        float(gatys["unseen_ratio_to_real"]), rel=1e-6)
+    assert "unseen × real | of means |" in report
     grid = image_io.read_image(str(out / "grids" / "nature_potatoes.png"))
     assert grid.shape == (2 * 32 + 4, 2 * 32 + 4, 3)  # the whole target, then the sample
+
+
+def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
+    """unseen × real weighs every target alike; 'of means' is the ratio of the mean losses,
+    as the paper aggregates, which a target with large losses dominates."""
+    from tf_propo.evaluate import write_report
+
+    def row(target, loss, unseen, real):
+        return {"target": target, "method": "propo", "status": "ok", "texture_loss": loss,
+                "loss_ratio": loss / 1e6, "diversity": 1.0, "seconds_per_texture": 0.5,
+                "peak_memory_mb": 100.0, "dark_fraction": 0.0, "target_dark_fraction": 0.0,
+                "unseen_texture_loss": unseen, "real_unseen_texture_loss": real,
+                "unseen_ratio_to_real": unseen / real}
+
+    rows = [row("a.png", 100.0, 40.0, 10.0), row("b.png", 3000.0, 2000.0, 1000.0)]
+    summary = write_report(str(tmp_path / "report.md"), rows, "cmd")["propo"]
+    assert summary["texture_loss"] == pytest.approx(1550.0)
+    assert summary["unseen_ratio_to_real"] == pytest.approx((4.0 + 2.0) / 2)
+    assert summary["unseen_means_to_real"] == pytest.approx(1020.0 / 505.0)
+    report = (tmp_path / "report.md").read_text()
+    assert "| propo | 2 | 1550 | 0.00155 |" in report and "| 3 | 2.02 |" in report
 
 
 def test_bad_evaluation_input(tmp_path):
