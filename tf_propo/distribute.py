@@ -78,11 +78,11 @@ def make_strategy(name, tf_config=None, timeout=600.0):
     if name == "multi_worker":
         cluster, kind, index = cluster_task(tf_config)
         chief = is_chief(cluster, kind, index)
-        workers = sum(len(cluster[k]) for k in TASK_TYPES if k in cluster)
-        sys.stderr.write(f"multi_worker: {kind} {index} of {workers} tasks"
+        tasks = sum(len(cluster[k]) for k in TASK_TYPES if k in cluster)
+        sys.stderr.write(f"multi_worker: {kind} {index} of {tasks} tasks"
                          f"{' (chief)' if chief else ''}: waiting for every host of TF_CONFIG "
                          "to run this command\n")
-        give_up = (f"error: the cluster of TF_CONFIG ({workers} tasks) did not come up within "
+        give_up = (f"error: the cluster of TF_CONFIG ({tasks} tasks) did not come up within "
                    f"{timeout:g} s: is every host in it running this command, at that "
                    "address? (--cluster_timeout)")
         try:
