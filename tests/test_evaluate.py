@@ -167,7 +167,7 @@ def test_held_out_half_protocol(tmp_path, normalized_weights):
 def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
     """unseen × real weighs every target alike; 'of means' is the ratio of the mean losses,
     as the paper aggregates, which a target with large losses dominates."""
-    from tf_propo.evaluate import write_report
+    from tf_propo.report import write_report
 
     def row(target, loss, unseen, real):
         return {"target": target, "method": "propo", "status": "ok", "texture_loss": loss,

@@ -175,102 +175,6 @@ class Runner:
         return images, seconds
 
 
-def _fmt(value, spec):
-    return "" if value is None else format(value, spec)
-
-
-def _percent(fraction):
-    return _fmt(None if fraction is None else 100 * fraction, ".2f")
-
-
-def write_report(path, rows, command):
-    """report.md: means over targets per method, ratios to Gatys, then every row."""
-    import numpy as np
-
-    ok = [r for r in rows if r["status"] == "ok"]
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    summary = {}
-    for method in methods:
-        mine = [r for r in ok if r["method"] == method]
-        if not mine:
-            continue
-        mean = lambda key: float(np.mean([r[key] for r in mine])) if all(  # noqa: E731
-            r[key] is not None for r in mine) else None
-        summary[method] = {k: mean(k) for k in ("texture_loss", "loss_ratio", "diversity",
-                                                "seconds_per_texture", "peak_memory_mb",
-                                                "dark_fraction", "target_dark_fraction")}
-        unseen = [r for r in mine
-                  if r["unseen_ratio_to_real"] is not None]  # none where the halves repeat
-        summary[method]["unseen_ratio_to_real"] = float(np.mean(
-            [r["unseen_ratio_to_real"] for r in unseen])) if unseen else None
-        # The same comparison as the paper aggregates its losses: a ratio of means, which
-        # the textures with large losses dominate, where the mean of ratios weighs each alike.
-        summary[method]["unseen_means_to_real"] = float(
-            np.mean([r["unseen_texture_loss"] for r in unseen])
-            / np.mean([r["real_unseen_texture_loss"] for r in unseen])) if unseen else None
-        summary[method]["targets"] = len(mine)
-    gatys = summary.get("gatys")
-    held_out = any(r["unseen_ratio_to_real"] is not None for r in ok)
-    lines = ["# Evaluation", "", f"Command: `{command}`", "",
-             "Means over targets. loss: texture_loss in the authors' units, the figure of "
-             "the paper's table (Floral: Gatys 90.1, PO 645.9; DTD: PO 4672.5; other "
-             "textures than these). loss/noise: texture_loss / texture_loss of uniform noise "
-             "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
-             "better, diversity: higher, speed: Gatys' seconds over this method's). dark %: "
-             "near-black pixels in the samples (targets' in brackets): saturated blobs, "
-             "which the texture loss barely sees."]
-    if held_out:
-        lines += ["", "Protocol held_out_half: the methods saw one half of each target "
-                  "(loss/noise is against it); unseen × real: the loss against the other "
-                  "half, which no method saw, over that of the seen half itself (a real "
-                  "sample of the texture scores 1; copying the seen half's statistics "
-                  "exactly scores about 1 too), the mean of the targets' ratios; "
-                  "of means: the ratio of the mean losses, as the paper aggregates."]
-        repeats = sorted({r["target"] for r in ok if r["unseen_ratio_to_real"] is None})
-        if repeats:
-            lines += ["", "Left out of unseen × real (their two halves are copies of each "
-                      f"other, so nothing is unseen): {', '.join(repeats)}."]
-    extra = " unseen × real |" if held_out else ""
-    lines += ["", "| method | targets | loss | loss/noise | loss × Gatys | diversity | "
-              "diversity × Gatys | s/texture | speed × Gatys | peak MB | dark % |"
-              + (f"{extra} of means |" if held_out else ""),
-              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if held_out else "")]
-    for method, s in summary.items():
-        loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
-        div_vs = (s["diversity"] / gatys["diversity"]
-                  if gatys and s["diversity"] and gatys["diversity"] else None)
-        speed_vs = gatys["seconds_per_texture"] / s["seconds_per_texture"] if gatys else None
-        lines.append(f"| {method} | {s['targets']} | {_fmt(s['texture_loss'], '.4g')} | "
-                     f"{_fmt(s['loss_ratio'], '.3g')} | "
-                     f"{_fmt(loss_vs, '.3g')} | {_fmt(s['diversity'], '.1f')} | "
-                     f"{_fmt(div_vs, '.2f')} | {_fmt(s['seconds_per_texture'], '.3g')} | "
-                     f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} | "
-                     f"{_percent(s['dark_fraction'])} ({_percent(s['target_dark_fraction'])}) |"
-                     + (f" {_fmt(s['unseen_ratio_to_real'], '.3g')} |"
-                        f" {_fmt(s['unseen_means_to_real'], '.3g')} |" if held_out else ""))
-    missing = [r for r in rows if r["status"] != "ok"]
-    if missing:
-        lines += ["", "Not run:", ""]
-        for reason in dict.fromkeys(f"- {r['method']}: {r['status']}" for r in missing):
-            lines.append(reason)
-    lines += ["", "Grids (grids/TARGET.png): one row per method that ran, in the order "
-              f"{', '.join(methods)}; each row: target | samples.", ""]
-    lines += ["## Per target", "", "| target | method | loss/noise | diversity | "
-              f"s/texture | peak MB | dark % |{extra}",
-              "|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
-    for r in ok:
-        lines.append(f"| {r['target']} | {r['method']} | {_fmt(r['loss_ratio'], '.3g')} | "
-                     f"{_fmt(r['diversity'], '.1f')} | "
-                     f"{_fmt(r['seconds_per_texture'], '.3g')} | "
-                     f"{_fmt(r['peak_memory_mb'], '.0f')} | "
-                     f"{_percent(r['dark_fraction'])} ({_percent(r['target_dark_fraction'])}) |"
-                     + (f" {_fmt(r['unseen_ratio_to_real'], '.3g')} |" if held_out else ""))
-    from tf_propo.files import atomic_write
-
-    atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
-    return summary
-
-
 def main(argv):
     del argv
     import shlex
@@ -292,7 +196,7 @@ def main(argv):
     images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
               for path in targets}  # every target is read (and checked) before any work
     cli.import_tensorflow_quietly()
-    from tf_propo import metrics, precision
+    from tf_propo import metrics, precision, report
 
     methods, model_dirs = _parse_methods()
     policy = precision.resolve(FLAGS.precision)
@@ -363,7 +267,7 @@ def main(argv):
 
     atomic_write(os.path.join(FLAGS.out, "results.csv"), write_csv)
     command = "python -m tf_propo.evaluate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    summary = write_report(os.path.join(FLAGS.out, "report.md"), rows, command)
+    summary = report.write_report(os.path.join(FLAGS.out, "report.md"), rows, command)
     print(json.dumps({"out": os.path.abspath(FLAGS.out), "rows": len(rows),
                       "summary": summary, "seconds": round(time.perf_counter()
                                                            - progress.start, 1)}))
