@@ -49,3 +49,24 @@ def test_building_under_a_policy_restores_the_global_one():
         with precision.building_under("mixed_bfloat16"):
             raise RuntimeError("a failed build")
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_float16_training_scales_its_loss_and_resumes(tmp_path, normalized_weights):
+    """--precision=mixed_float16 trains through a LossScaleOptimizer (its dynamic scale keeps
+    float16 gradients from under- or overflowing); the scale is checkpointed, so an
+    interrupted run resumes to the same end."""
+    import tensorflow as tf
+
+    from tests.test_train import checkpoint_values, straight_and_resumed, train
+
+    straight, resumed, results = straight_and_resumed(
+        lambda *args: train(*args, "--precision=mixed_float16"), tmp_path)
+    assert results["straight"]["precision"] == "mixed_float16"
+    assert all(np.isfinite(results["straight"]["stage_losses"]))
+    assert results["second"]["stage_losses"] == pytest.approx(results["straight"]["stage_losses"],
+                                                           rel=1e-4)
+    names = tf.train.load_checkpoint(str(straight)).get_variable_to_shape_map()
+    assert "optimizer/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE" in names, sorted(names)
+    a, b = checkpoint_values(straight), checkpoint_values(resumed)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
