@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import SAMPLES
-from tests.test_train import SMOKE, checkpoint_values, last_json, train
+from tests.test_train import LAUNCH, SMOKE, checkpoint_values, last_json, train
 from tf_propo import distribute
 from tf_propo.errors import UsageError
-
-LOGICAL_CPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logical_cpus.py")
 
 
 def tf_config(cluster, kind, index):
@@ -93,7 +91,7 @@ def assert_same_training(reference, other):
 def test_mirrored_over_two_logical_cpus_trains_as_one_device(one_device, tmp_path):
     run = tmp_path / "mirrored"
     result = subprocess.run(
-        [sys.executable, LOGICAL_CPUS, "2", "tf_propo.train", f"--flagfile={SMOKE}",
+        [sys.executable, LAUNCH, "--logical_cpus=2", "tf_propo.train", f"--flagfile={SMOKE}",
          f"--targets={SAMPLES}", f"--model_dir={run}", "--distribution=mirrored"],
         capture_output=True, text=True, timeout=600)
     record = last_json(result)

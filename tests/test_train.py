@@ -15,6 +15,7 @@ from tests.conftest import SAMPLES
 ROOT = os.path.dirname(SAMPLES.rstrip("/").rsplit("/", 1)[0])
 SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                      "smoke.flags")
+LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 
 
 def train(*args):
@@ -109,6 +110,25 @@ def test_bad_training_input(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_training_on_a_tfds_dataset_by_name(tmp_path, normalized_weights):
+    """--targets=tfds:NAME end to end, the dataset mocked (tfds.testing.mock_data: random
+    images, no download): the run trains, records the name, and resumes."""
+    run = tmp_path / "tfds"
+
+    def launch(*args):
+        return subprocess.run([sys.executable, LAUNCH, "--mock_tfds=8", "tf_propo.train",
+                               f"--flagfile={SMOKE}", "--targets=tfds:dtd",
+                               f"--model_dir={run}", *args],
+                              capture_output=True, text=True, timeout=600)
+
+    first = last_json(launch("--run_steps=3"))
+    assert first["step"] == 3 and all(np.isfinite(first["stage_losses"]))
+    second = launch()
+    assert last_json(second)["step"] == 6 and "resuming" in second.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["targets"] == "tfds:dtd" and "held_out" not in config
 
 
 def test_mixed_crop_sizes_train_on_the_batches_train_jax_sees(tmp_path):
