@@ -103,6 +103,10 @@ def test_synthesis_from_the_checkpoint(trained, tmp_path):
     (["--layers=relu1_1,conv9_9"], "unknown VGG19 layer"),
     (["--crop_sizes=16,32", "--targets=tfds:dtd"], "not tfds"),
     (["--crop_sizes=16,32", "--distribution=mirrored"], "one device"),
+    # --holdout leaves images of a folder out; elsewhere it would silently hold out nothing.
+    (["--holdout=5", f"--targets={os.path.join(SAMPLES, 'nature_potatoes.png')}"],
+     "is one image"),
+    (["--holdout=5", "--targets=tfds:dtd"], "train split"),
 ])
 def test_bad_training_input(tmp_path, args, message):
     result = train(f"--model_dir={tmp_path / 'run'}", *args)

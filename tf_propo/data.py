@@ -92,6 +92,9 @@ def training_paths(spec, holdout=0):
                              "that folder")
         return paths
     if os.path.exists(spec):
+        if holdout:
+            raise UsageError(f"--holdout={holdout} leaves images of a folder out; --targets="
+                             f"{spec} is one image (use --holdout=0)")
         return [spec]
     raise UsageError(f"--targets={spec}: no such file or folder")
 

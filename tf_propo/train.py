@@ -40,7 +40,8 @@ flags.DEFINE_string("targets", None, "Training textures: an image file, a folder
                     "tfds:NAME (e.g. tfds:dtd).")
 flags.DEFINE_integer("holdout", 0, "With a folder of targets: leave every N-th image (sorted "
                      "by name) out of training, for evaluation on unseen textures; the held-out "
-                     "files are listed in config.json. 0: use all.", lower_bound=0)
+                     "files are listed in config.json. 0: use all (the only value for one "
+                     "image or a tfds dataset, whose other splits are unseen).", lower_bound=0)
 flags.DEFINE_integer("resize", 256, "Resize training images so the short edge is this many px "
                      "before cropping (the authors' 256); 0 keeps them.", lower_bound=0)
 flags.DEFINE_integer("crop_size", 128, "Training crop size in px, a multiple of 16 (the "
@@ -203,6 +204,10 @@ def main(argv):
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
     if not FLAGS.targets.startswith("tfds:"):
         data.training_paths(FLAGS.targets, FLAGS.holdout)
+    elif FLAGS.holdout:
+        raise UsageError(f"--holdout={FLAGS.holdout} leaves images of a folder out; "
+                         f"--targets={FLAGS.targets} trains on the dataset's train split, and "
+                         "its other splits are the unseen ones (use --holdout=0)")
     tf_config = os.environ.get("TF_CONFIG")
     if FLAGS.distribution == "multi_worker":
         distribute.cluster_task(tf_config)
