@@ -99,6 +99,17 @@ def training_paths(spec, holdout=0):
     raise UsageError(f"--targets={spec}: no such file or folder")
 
 
+def check_targets(spec, holdout=0):
+    """Before TensorFlow's import: a local --targets holds images (training_paths), and
+    --holdout is asked only of a folder (a tfds dataset's other splits are its unseen ones)."""
+    if not spec.startswith("tfds:"):
+        training_paths(spec, holdout)
+    elif holdout:
+        raise UsageError(f"--holdout={holdout} leaves images of a folder out; --targets={spec} "
+                         "trains on the dataset's train split, and its other splits are the "
+                         "unseen ones (use --holdout=0)")
+
+
 def load_local_images(spec, resize, holdout=0):
     """uint8 RGB arrays of an image file or a folder of images, short edge resized."""
     paths = training_paths(spec, holdout)

@@ -68,15 +68,16 @@ def is_chief(cluster, task_type, task_index):
                                     and "chief" not in cluster)
 
 
-def make_strategy(name, tf_config=None, timeout=600.0):
+def make_strategy(name, task=None, timeout=600.0):
     """(strategy, chief) for --distribution=name; chief: whether this process writes the run.
-    multi_worker waits up to `timeout` seconds (0: no limit) for the cluster to come up."""
+    multi_worker needs `task`, cluster_task's reading of TF_CONFIG, and waits up to `timeout`
+    seconds (0: no limit) for the cluster to come up."""
     import tensorflow as tf
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(), True
     if name == "multi_worker":
-        cluster, kind, index = cluster_task(tf_config)
+        cluster, kind, index = task
         chief = is_chief(cluster, kind, index)
         tasks = sum(len(cluster[k]) for k in TASK_TYPES if k in cluster)
         sys.stderr.write(f"multi_worker: {kind} {index} of {tasks} tasks"

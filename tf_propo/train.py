@@ -202,15 +202,9 @@ def main(argv):
         raise UsageError("--model_dir is required")
     if not FLAGS.targets:
         raise UsageError("--targets is required (an image, a folder, or tfds:NAME)")
-    if not FLAGS.targets.startswith("tfds:"):
-        data.training_paths(FLAGS.targets, FLAGS.holdout)
-    elif FLAGS.holdout:
-        raise UsageError(f"--holdout={FLAGS.holdout} leaves images of a folder out; "
-                         f"--targets={FLAGS.targets} trains on the dataset's train split, and "
-                         "its other splits are the unseen ones (use --holdout=0)")
-    tf_config = os.environ.get("TF_CONFIG")
-    if FLAGS.distribution == "multi_worker":
-        distribute.cluster_task(tf_config)
+    data.check_targets(FLAGS.targets, FLAGS.holdout)
+    task = (distribute.cluster_task(os.environ.get("TF_CONFIG"))
+            if FLAGS.distribution == "multi_worker" else None)
     cli.import_tensorflow_quietly()
     import keras
     import tensorflow as tf
@@ -238,8 +232,7 @@ def main(argv):
     steps = total_steps()
     policy = precision.apply(FLAGS.precision)
     keras.utils.set_random_seed(FLAGS.seed)
-    strategy, chief = distribute.make_strategy(FLAGS.distribution, tf_config,
-                                               FLAGS.cluster_timeout)
+    strategy, chief = distribute.make_strategy(FLAGS.distribution, task, FLAGS.cluster_timeout)
     replicas = strategy.num_replicas_in_sync
     if FLAGS.batch_size % replicas:
         raise UsageError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
