@@ -169,20 +169,30 @@ def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
     as the paper aggregates, which a target with large losses dominates."""
     from tf_propo.report import write_report
 
-    def row(target, loss, unseen, real):
+    def row(target, loss, unseen, real, novel, real_novel):
         return {"target": target, "method": "propo", "status": "ok", "texture_loss": loss,
                 "loss_ratio": loss / 1e6, "diversity": 1.0, "seconds_per_texture": 0.5,
                 "peak_memory_mb": 100.0, "dark_fraction": 0.0, "target_dark_fraction": 0.0,
+                "novel_patch_fraction": novel, "real_novel_patch_fraction": real_novel,
                 "unseen_texture_loss": unseen, "real_unseen_texture_loss": real,
                 "unseen_ratio_to_real": unseen / real}
 
-    rows = [row("a.png", 100.0, 40.0, 10.0), row("b.png", 3000.0, 2000.0, 1000.0)]
-    summary = write_report(str(tmp_path / "report.md"), rows, "cmd")["propo"]
+    rows = [row("a.png", 100.0, 40.0, 10.0, 0.05, 0.01),
+            row("b.png", 3000.0, 2000.0, 1000.0, 0.003, 0.0),
+            row("c.png", 10.0, 10.0, 1.0, 0.0, 0.0)]
+    summary = write_report(str(tmp_path / "report.md"), rows[:2], "cmd")["propo"]
     assert summary["texture_loss"] == pytest.approx(1550.0)
     assert summary["unseen_ratio_to_real"] == pytest.approx((4.0 + 2.0) / 2)
     assert summary["unseen_means_to_real"] == pytest.approx(1020.0 / 505.0)
     report = (tmp_path / "report.md").read_text()
     assert "| propo | 2 | 1550 | 0.00155 |" in report and "| 3 | 2.02 |" in report
+    # Median and worst over targets; the blob measure net of the real half's own share.
+    summary = write_report(str(tmp_path / "report.md"), rows, "cmd")["propo"]
+    assert summary["unseen_ratio_median"] == 4.0 and summary["unseen_ratio_worst"] == 10.0
+    assert summary["novel_patch_excess"] == pytest.approx((0.04 + 0.003 + 0.0) / 3)
+    report = (tmp_path / "report.md").read_text()
+    assert "| 1.43 | 5.33 | 2.03 | 4 | 10 |" in report
+    assert "| a.png | propo | 0.0001 | 1.0 | 0.5 | 100 | 0.00 (0.00) | 4.00 | 4 |" in report
 
 
 def test_bad_evaluation_input(tmp_path):
@@ -214,3 +224,54 @@ def test_dark_fraction_counts_near_black_pixels():
     images[1, 0, 1] = (0.0, 0.0, 0.2)        # not dark: one bright channel
     assert metrics.dark_fraction(images) == 13 / 200
     assert metrics.dark_fraction(images[1]) == 1 / 100
+
+
+def _smooth_texture(seed, size=128):
+    """A colourful smooth random texture in about [0.25, 0.75]: box-filtered noise."""
+    import cv2
+
+    noise = np.random.default_rng(seed).uniform(0, 1, (size, size, 3)).astype(np.float32)
+    smooth = cv2.blur(noise, (5, 5), borderType=cv2.BORDER_WRAP)
+    return np.clip(0.5 + 2.0 * (smooth - 0.5), 0, 1)
+
+
+def _histogram_matched(image, reference):
+    """Each channel of `image` given the values of `reference` of the same rank: the
+    strongest per-channel pixel histogram match."""
+    out = np.empty_like(image)
+    for c in range(3):
+        order = np.argsort(image[..., c], axis=None)
+        values = np.sort(reference[..., c], axis=None)
+        flat = np.empty(image[..., c].size, image.dtype)
+        flat[order] = values[np.linspace(0, values.size - 1, flat.size).round().astype(int)]
+        out[..., c] = flat.reshape(image.shape[:2])
+    return out
+
+
+def test_novel_patch_fraction_is_a_brute_force_nearest_mean_colour():
+    from tf_propo import metrics
+
+    exemplar = _smooth_texture(0, 40)
+    images = np.stack([_smooth_texture(1, 48), _smooth_texture(2, 48)])
+    images[1, :20, :20] = (0.9, 0.1, 0.1)
+    patch, distance = 8, 0.05
+    windows = np.array([exemplar[y:y + patch, x:x + patch].astype(np.float64).mean((0, 1))
+                        for y in range(40 - patch + 1) for x in range(40 - patch + 1)])
+    novel = [np.min(np.linalg.norm(windows - image[y:y + patch, x:x + patch]
+                                   .astype(np.float64).mean((0, 1)), axis=1)) > distance
+             for image in images for y in range(0, 48, patch) for x in range(0, 48, patch)]
+    assert 0 < np.mean(novel) < 1
+    assert metrics.novel_patch_fraction(images, exemplar, patch, distance) == np.mean(novel)
+
+
+def test_a_blob_counts_as_novel_patches_even_after_a_histogram_match():
+    from tf_propo import metrics
+
+    exemplar, sample = _smooth_texture(0), _smooth_texture(1)
+    assert metrics.novel_patch_fraction(sample, exemplar) == 0  # a real sample: none
+    blobbed = sample.copy()
+    blobbed[40:80, 50:90] = 0.0  # 40 x 40 px: covers at least 4 of the 64 patches
+    assert metrics.novel_patch_fraction(blobbed, exemplar) >= 4 / 64
+    matched = _histogram_matched(blobbed, exemplar)
+    assert metrics.dark_fraction(matched) == 0  # dark % is fooled by the match ...
+    assert metrics.novel_patch_fraction(matched, exemplar) >= 4 / 64  # ... this is not

@@ -8,6 +8,9 @@ noise_texture_loss  the same for `reference_noise` with the same seed: uniform n
 diversity           texture.diversity on texture.DIVERSITY_LAYER over samples of one target.
 dark_fraction       the share of near-black pixels: the Gram loss barely sees a few
                     saturated blobs (pseudo optimizers make them), this number does.
+novel_patch_fraction  the blob measure: the share of 16×16 patches whose mean colour occurs
+                    nowhere in the exemplar. Spatial, so matching the pixel histogram to
+                    the target's (which takes dark_fraction to 0) leaves a blob counted.
 split_halves        a target's two halves: synthesise from one, score against the other (a
                     real sample of the texture no method saw; evaluate --protocol), unless
                     halves_repeat (tiled textures whose halves are copies).
@@ -27,6 +30,45 @@ def dark_fraction(images):
     """Fraction of the pixels of an image [H, W, 3] or batch whose brightest channel is below
     DARK_LEVEL (the held-out textures here have ~0; a blob of 20x20 px at 256² is 0.6%)."""
     return float(np.mean(np.max(np.asarray(images), axis=-1) < DARK_LEVEL))
+
+
+NOVEL_PATCH = 16
+# Euclidean distance in RGB [0, 1] beyond which a patch's mean colour is novel: about 15
+# levels per channel. A pasted black blob sits far beyond it even after a histogram match,
+# while the held-out halves of the real textures here have no novel patch at all.
+NOVEL_DISTANCE = 0.1
+
+
+def _window_means(image, patch):
+    """Mean colour of every patch × patch window of an image [H, W, 3]: [H-p+1, W-p+1, 3]."""
+    integral = np.pad(np.cumsum(np.cumsum(np.asarray(image, np.float64), 0), 1),
+                      [(1, 0), (1, 0), (0, 0)])
+    sums = (integral[patch:, patch:] - integral[:-patch, patch:]
+            - integral[patch:, :-patch] + integral[:-patch, :-patch])
+    return sums / (patch * patch)
+
+
+def novel_patch_fraction(images, exemplar, patch=NOVEL_PATCH, distance=NOVEL_DISTANCE):
+    """Share of the non-overlapping patch × patch patches of `images` ([H, W, 3] or a batch)
+    whose mean colour lies farther than `distance` from the mean colour of every patch ×
+    patch window of `exemplar` [h, w, 3]: appearance the exemplar does not have, which is
+    what a blob is."""
+    images = _batched(images)
+    patch = min(patch, *images.shape[1:3], *np.shape(exemplar)[:2])
+    known = _window_means(exemplar, patch).reshape(-1, 3)
+    known_norms = np.sum(known * known, axis=1)
+    novel, total = 0, 0
+    for image in images:
+        means = _window_means(image, patch)[::patch, ::patch].reshape(-1, 3)
+        nearest = np.full(len(means), np.inf)
+        for start in range(0, len(known), 65536):  # bounded memory for large exemplars
+            chunk = known[start:start + 65536]
+            squared = (np.sum(means * means, axis=1)[:, None] - 2 * means @ chunk.T
+                       + known_norms[None, start:start + 65536])
+            nearest = np.minimum(nearest, squared.min(axis=1))
+        novel += int(np.sum(nearest > distance ** 2))
+        total += len(means)
+    return novel / total
 
 
 def split_halves(image):

@@ -10,6 +10,15 @@ def _percent(fraction):
     return _fmt(None if fraction is None else 100 * fraction, ".2f")
 
 
+def novel_excess(row):
+    """The blob measure of a row: its samples' share of novel patches (metrics.
+    novel_patch_fraction) minus the real unseen half's where there is one; None if absent."""
+    novel = row.get("novel_patch_fraction")
+    if novel is None:
+        return None
+    return novel - (row.get("real_novel_patch_fraction") or 0.0)
+
+
 def write_report(path, rows, command):
     """report.md: means over targets per method, ratios to Gatys, then every row."""
     import numpy as np
@@ -35,6 +44,12 @@ def write_report(path, rows, command):
         summary[method]["unseen_means_to_real"] = float(
             np.mean([r["unseen_texture_loss"] for r in unseen])
             / np.mean([r["real_unseen_texture_loss"] for r in unseen])) if unseen else None
+        ratios = [r["unseen_ratio_to_real"] for r in unseen]
+        summary[method]["unseen_ratio_median"] = float(np.median(ratios)) if unseen else None
+        summary[method]["unseen_ratio_worst"] = float(np.max(ratios)) if unseen else None
+        novel = [novel_excess(r) for r in mine]
+        summary[method]["novel_patch_excess"] = (
+            None if None in novel else float(np.mean(novel)))
         summary[method]["targets"] = len(mine)
     gatys = summary.get("gatys")
     held_out = any(r["unseen_ratio_to_real"] is not None for r in ok)
@@ -44,24 +59,29 @@ def write_report(path, rows, command):
              "textures than these). loss/noise: texture_loss / texture_loss of uniform noise "
              "(lower is better); × Gatys: this method's figure over Gatys' (loss: lower is "
              "better, diversity: higher, speed: Gatys' seconds over this method's). dark %: "
-             "near-black pixels in the samples (targets' in brackets): saturated blobs, "
-             "which the texture loss barely sees."]
+             "near-black pixels in the samples (targets' in brackets); novel %: the blob "
+             "measure, the share of the samples' 16×16 patches whose mean colour occurs "
+             "nowhere in the exemplar (minus that of the real unseen half under "
+             "held_out_half): blobs, which the texture loss barely sees and a histogram "
+             "match hides from dark %."]
     if held_out:
         lines += ["", "Protocol held_out_half: the methods saw one half of each target "
                   "(loss/noise is against it); unseen × real: the loss against the other "
                   "half, which no method saw, over that of the seen half itself (a real "
                   "sample of the texture scores 1; copying the seen half's statistics "
                   "exactly scores about 1 too), the mean of the targets' ratios; "
-                  "of means: the ratio of the mean losses, as the paper aggregates."]
+                  "of means: the ratio of the mean losses, as the paper aggregates; median "
+                  "and worst: over targets."]
         repeats = sorted({r["target"] for r in ok if r["unseen_ratio_to_real"] is None})
         if repeats:
             lines += ["", "Left out of unseen × real (their two halves are copies of each "
                       f"other, so nothing is unseen): {', '.join(repeats)}."]
     extra = " unseen × real |" if held_out else ""
     lines += ["", "| method | targets | loss | loss/noise | loss × Gatys | diversity | "
-              "diversity × Gatys | s/texture | speed × Gatys | peak MB | dark % |"
-              + (f"{extra} of means |" if held_out else ""),
-              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if held_out else "")]
+              "diversity × Gatys | s/texture | speed × Gatys | peak MB | dark % | novel % |"
+              + (f"{extra} of means | median | worst |" if held_out else ""),
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"
+              + ("---|---|---|---|" if held_out else "")]
     for method, s in summary.items():
         loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
         div_vs = (s["diversity"] / gatys["diversity"]
@@ -73,8 +93,11 @@ def write_report(path, rows, command):
                      f"{_fmt(div_vs, '.2f')} | {_fmt(s['seconds_per_texture'], '.3g')} | "
                      f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} | "
                      f"{_percent(s['dark_fraction'])} ({_percent(s['target_dark_fraction'])}) |"
+                     f" {_percent(s['novel_patch_excess'])} |"
                      + (f" {_fmt(s['unseen_ratio_to_real'], '.3g')} |"
-                        f" {_fmt(s['unseen_means_to_real'], '.3g')} |" if held_out else ""))
+                        f" {_fmt(s['unseen_means_to_real'], '.3g')} |"
+                        f" {_fmt(s['unseen_ratio_median'], '.3g')} |"
+                        f" {_fmt(s['unseen_ratio_worst'], '.3g')} |" if held_out else ""))
     missing = [r for r in rows if r["status"] != "ok"]
     if missing:
         lines += ["", "Not run:", ""]
@@ -83,14 +106,15 @@ def write_report(path, rows, command):
     lines += ["", "Grids (grids/TARGET.png): one row per method that ran, in the order "
               f"{', '.join(methods)}; each row: target | samples.", ""]
     lines += ["## Per target", "", "| target | method | loss/noise | diversity | "
-              f"s/texture | peak MB | dark % |{extra}",
-              "|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
+              f"s/texture | peak MB | dark % | novel % |{extra}",
+              "|---|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
     for r in ok:
         lines.append(f"| {r['target']} | {r['method']} | {_fmt(r['loss_ratio'], '.3g')} | "
                      f"{_fmt(r['diversity'], '.1f')} | "
                      f"{_fmt(r['seconds_per_texture'], '.3g')} | "
                      f"{_fmt(r['peak_memory_mb'], '.0f')} | "
                      f"{_percent(r['dark_fraction'])} ({_percent(r['target_dark_fraction'])}) |"
+                     f" {_percent(novel_excess(r))} |"
                      + (f" {_fmt(r['unseen_ratio_to_real'], '.3g')} |" if held_out else ""))
     from tf_propo.files import atomic_write
 
