@@ -6,6 +6,8 @@ maxcor 20, no early stop (ftol = gtol = 0), from uniform noise. Adam with clippi
 is the alternative (`optimizer="adam"`).
 """
 
+import weakref
+
 import keras
 import numpy as np
 import scipy.optimize
@@ -16,16 +18,25 @@ from tf_propo import texture
 OPTIMIZERS = ("lbfgs", "adam")
 
 
-def _loss_and_gradient_fn(encoder, target_grams, layers):
-    @tf.function(reduce_retracing=True)
-    def loss_and_gradient(image):
-        with tf.GradientTape() as tape:
-            tape.watch(image)
-            total, _ = texture.texture_loss(encoder(image), target_grams, layers)
-            loss = tf.reduce_sum(total)
-        return loss, tape.gradient(loss, image)
+# One traced loss-and-gradient per encoder and layers, the target's Grams an argument: a new
+# target (or a refinement after a fast method) reuses the graph instead of tracing anew.
+_TRACED = weakref.WeakKeyDictionary()
 
-    return loss_and_gradient
+
+def _loss_and_gradient_fn(encoder, target_grams, layers):
+    traced = _TRACED.setdefault(encoder, {})
+    if layers not in traced:
+        @tf.function(reduce_retracing=True)
+        def loss_and_gradient(image, grams):
+            with tf.GradientTape() as tape:
+                tape.watch(image)
+                total, _ = texture.texture_loss(encoder(image), grams, layers)
+                loss = tf.reduce_sum(total)
+            return loss, tape.gradient(loss, image)
+
+        traced[layers] = loss_and_gradient
+    grams = {layer: tf.convert_to_tensor(target_grams[layer], tf.float32) for layer in layers}
+    return lambda image: traced[layers](image, grams)
 
 
 def _lbfgs(loss_and_gradient, start, steps, on_step):
