@@ -1,4 +1,4 @@
-"""The pretrained ProPO bundled with the package: the command with no arguments uses it, it
+"""The pretrained ProPO bundled with the package: --method=propo without a model uses it, it
 makes textures far below noise on real weights, and a missing or modified bundle is refused."""
 
 import json
@@ -12,8 +12,8 @@ from tf_propo.errors import UsageError
 from tests.test_synthesize_cli import run
 
 
-def test_synthesize_without_arguments_uses_the_bundled_propo(tmp_path, normalized_weights):
-    result = run("--size=128", "--samples=2", cwd=tmp_path)  # the default target and --out
+def test_synthesize_propo_without_a_model_uses_the_bundled_one(tmp_path, normalized_weights):
+    result = run("--method=propo", "--size=128", "--samples=2", cwd=tmp_path)  # default --out
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["method"] == "propo"
@@ -66,7 +66,7 @@ def test_export_defaults_to_the_bundled_model_and_reproduces_it(tmp_path):
 
 def test_refine_steps_polish_the_bundled_propo_with_gatys(tmp_path, normalized_weights):
     out = tmp_path / "refined.png"
-    result = run("--size=64", "--refine_steps=5", "--seed=2", f"--out={out}")
+    result = run("--method=propo", "--size=64", "--refine_steps=5", "--seed=2", f"--out={out}")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     refine = record["refine"]

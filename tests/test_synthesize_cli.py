@@ -74,3 +74,22 @@ def test_default_target_is_a_bundled_sample():
 
     assert os.path.exists(os.path.join(os.path.dirname(synthesize.__file__), "samples",
                                        synthesize.DEFAULT_TARGET))
+
+
+def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalized_weights):
+    result = run("--samples=2", "--size=100", "--tileable", cwd=tmp_path)  # default target
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["method"] == "quilt" and record["tileable"] is True
+    image = image_io.read_image(tmp_path / "texture.png")
+    assert image.shape == (100, 2 * 100 + 4, 3)
+    # Stitched from the target's own blocks: far below noise, and samples differ.
+    assert record["loss_ratio"] < 0.01 and record["diversity"] > 0
+    out = tmp_path / "refined.png"
+    result = run("--size=64", "--refine_steps=4", f"--out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["texture_loss"] < record["refine"]["texture_loss_before"]
+    result = run("--method=gatys", "--tileable", f"--out={tmp_path}/g.png", cwd=tmp_path)
+    assert result.returncode == 2 and "only --method=quilt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()

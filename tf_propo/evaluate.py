@@ -14,7 +14,7 @@ see the first only, and quality is also measured against the second, a real samp
 texture no method saw (`unseen_*` columns), beside the first half's own loss against it (`real`:
 what a photograph of the texture scores).
 Methods: gatys, po, adapo, propo (each needs its --model_dirs entry; propo defaults to the
-bundled model), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after a fast method (the
+bundled model), quilt (image quilting), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after a fast method (the
 pseudo optimizer as an initialisation), timed with it.
 A method whose model is missing is reported as missing, not skipped. Progress on stderr; the
 last stdout line is one JSON object (out, rows).
@@ -35,8 +35,8 @@ PROTOCOLS = ("exemplar", "held_out_half")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
-flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, ot, "
-                  "ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method followed by "
+flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, "
+                  "quilt, ot, ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method followed by "
                   "+N (e.g. propo+10) refines its result with N Gatys L-BFGS steps, as "
                   "synthesize --refine_steps, and counts their time.")
 flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
@@ -63,7 +63,7 @@ flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_f
 COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
            "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction",
-           "unseen_texture_loss", "real_unseen_texture_loss", "unseen_ratio_to_real")
+           "novel_patch_fraction", "real_novel_patch_fraction", "unseen_texture_loss", "real_unseen_texture_loss", "unseen_ratio_to_real")
 
 
 def _targets():
@@ -142,7 +142,7 @@ class Runner:
                 with precision.building_under(self.policy):
                     if name == "ot":
                         self.loaded[name] = methods.load_optimal_transport(FLAGS.decoders)
-                    elif name == "gatys":
+                    elif name in ("gatys", "quilt"):
                         self.loaded[name] = None
                     else:
                         if name not in self.model_dirs and name != "propo":
@@ -165,6 +165,8 @@ class Runner:
         if name == "ot":
             images, seconds = methods.optimal_transport(model, target, noise, FLAGS.seed,
                                                         strategy)[:2]
+        elif name == "quilt":
+            images, seconds = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed)[:2]
         else:
             images, seconds = methods.pseudo_optimizer(model, target, FLAGS.size,
                                                        FLAGS.samples, FLAGS.seed)[:2]
@@ -202,19 +204,22 @@ def main(argv):
     policy = precision.resolve(FLAGS.precision)
     runner = Runner(model_dirs, policy)
     progress = Progress(len(targets) * len(methods), "evaluate")
-    rows, grids = [], {}
+    rows, grids, encoder = [], {}, None
     for path, whole in images.items():
         name = os.path.basename(path)
         target, unseen, held_out, real_unseen = whole, None, None, None
         if FLAGS.protocol == "held_out_half":
             target, unseen = metrics.split_halves(whole)
-        evaluation = metrics.TextureMetrics(target)
+        # One encoder for every target: loaded once, and Gatys' graph traced once per size.
+        evaluation = metrics.TextureMetrics(target, encoder=encoder)
+        encoder = evaluation.encoder
         if unseen is not None and not metrics.halves_repeat(target, unseen):
             held_out = metrics.TextureMetrics(unseen, encoder=evaluation.encoder)
             real_unseen = float(held_out.texture_loss(target)[0])
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())
         target_dark = metrics.dark_fraction(target)
+        real_novel = None if unseen is None else metrics.novel_patch_fraction(unseen, target)
         grid_rows = []
         for spec, method, strategy, refine in methods:
             row = dict.fromkeys(COLUMNS)
@@ -235,7 +240,9 @@ def main(argv):
                                           if FLAGS.samples > 1 else None),
                             "peak_memory_mb": peak_memory_mb(),
                             "dark_fraction": metrics.dark_fraction(result),
-                            "target_dark_fraction": target_dark})
+                            "target_dark_fraction": target_dark,
+                            "novel_patch_fraction": metrics.novel_patch_fraction(result, target),
+                            "real_novel_patch_fraction": real_novel})
                 if held_out:
                     unseen_loss = float(held_out.texture_loss(result).mean())
                     row.update({"unseen_texture_loss": unseen_loss,

@@ -18,7 +18,7 @@ from tf_propo import weights
 from tf_propo.errors import UsageError
 from tf_propo.progress import Progress
 
-METHODS = ("gatys", "po", "adapo", "propo", "ot")
+METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")
 
 
 def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02,
@@ -117,3 +117,26 @@ def optimal_transport(ot, target, noise, seed, strategy):
     images = np.stack([im.numpy()[:size, :size] for im in images])
     return images, seconds, {"strategy": strategy, "passes": ot.passes,
                              "warmup_seconds": round(warmup, 3)}
+
+
+def quilt(target, size, samples, seed, block=None, tileable=False):
+    """Image quilting from `target` [H, W, 3] (tf_propo.quilting), then the pixels' colour
+    distribution matched to the target's (sliced OT on RGB, as OT's last pass): overlap
+    matching favours the exemplar's smoother blocks, which shifts the colours slightly."""
+    from tf_propo import quilting
+    from tf_propo.ot import synthesis
+
+    height, width = (size, size) if np.isscalar(size) else size
+    target = np.asarray(target, np.float32)
+    colours = synthesis.subsample(synthesis.flatten(target[None]))
+    start = time.perf_counter()
+    images = []
+    for i in range(samples):
+        rng = np.random.default_rng([seed, i])
+        image = quilting.quilt(target, (height, width), rng, block=block, tileable=tileable)
+        matched = synthesis.match_features(synthesis.flatten(image[None]), colours, "sliced",
+                                           tf.constant(seed * 1000 + i, tf.int64))
+        images.append(np.clip(tf.reshape(matched, image.shape).numpy(), 0.0, 1.0))
+    seconds = time.perf_counter() - start
+    return np.stack(images), seconds, {
+        "block": block or quilting.default_block_size(target.shape), "tileable": tileable}

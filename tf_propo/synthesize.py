@@ -1,4 +1,4 @@
-"""Synthesise a texture: python -m tf_propo.synthesize [--method=propo] [--target=IMG] --out=o.png
+"""Synthesise a texture: python -m tf_propo.synthesize [--method=quilt] [--target=IMG] --out=o.png
 
 Progress goes to stderr. The last line of stdout is one JSON object (DESIGN.md §5): method,
 seconds (the synthesis itself, model loading excluded), texture_loss and noise_texture_loss
@@ -16,15 +16,18 @@ from absl import flags
 
 import importlib.resources
 
-METHODS = ("gatys", "po", "adapo", "propo", "ot")  # methods.METHODS, without importing TF
+METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")  # methods.METHODS, without importing TF
 DEFAULT_TARGET = "material_metall006.png"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("method", "propo", METHODS, "Synthesis method. propo (default): the "
-                  "progressive pseudo optimizer, by default the pretrained one bundled with "
-                  "the package (about a second on a CPU); po/adapo/propo with --model_dir: a "
-                  "model you trained; gatys: optimisation from noise (slow, the quality "
-                  "reference); ot: optimal transport (no training).")
+flags.DEFINE_enum("method", "quilt", METHODS, "Synthesis method. quilt (default): image "
+                  "quilting, the texture stitched from blocks of the target (no training, "
+                  "well under a second, keeps the target's structure); add --refine_steps=16 "
+                  "to match its statistics closely in a few seconds. propo: the progressive "
+                  "pseudo optimizer, by default the pretrained one bundled with the package; "
+                  "po/adapo/propo with --model_dir: a model you trained; gatys: optimisation "
+                  "from noise (slow, the quality reference); ot: optimal transport (no "
+                  "training).")
 flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
                     f"bundled public-domain sample {DEFAULT_TARGET}.")
 flags.DEFINE_integer("size", 256, "Output size in px (square); any size >= 16.", lower_bound=16)
@@ -47,7 +50,7 @@ flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_f
 flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gatys' "
                     "normalised VGG19, fetched and cached on first use), imagenet, or "
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
-flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot: then this many Gatys steps "
+flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot/quilt: then this many Gatys steps "
                      "(--optimizer) from the fast method's result; 0 (default): none. 10-30 "
                      "steps lower ProPO's loss 4-150x and lighten its dark blobs (README, "
                      "Synthesis).", lower_bound=0)
@@ -65,6 +68,11 @@ flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "slic
                   "binned CDFs (cdf), --passes random rotations per layer.")
 flags.DEFINE_integer("passes", 3, "ot with sliced/cdf: random rotations per layer.",
                      lower_bound=1)
+flags.DEFINE_bool("tileable", False, "quilt: a texture that wraps around (right edge into "
+                  "left, bottom into top), so copies of it tile without a seam.")
+flags.register_multi_flags_validator(
+    ["tileable", "method"], lambda f: not f["tileable"] or f["method"] == "quilt",
+    "--tileable: only --method=quilt makes tileable textures")
 flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python -m "
                     "tf_propo.train --flagfile=configs/decoders.flags). Default: the decoders "
                     "bundled with the package.")
@@ -116,6 +124,9 @@ def main(argv):
         images, seconds, extra = methods.gatys(
             evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
             FLAGS.vgg_weights, policy)
+    elif FLAGS.method == "quilt":
+        images, seconds, extra = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
+                                               tileable=FLAGS.tileable)
     elif FLAGS.method == "ot":
         ot = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
         images, seconds, extra = methods.optimal_transport(ot, target, noise, FLAGS.seed,

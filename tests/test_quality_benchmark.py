@@ -1,0 +1,42 @@
+"""The quality benchmark's arithmetic: its summary of evaluate's rows and the tier checks."""
+
+import pytest
+
+from tf_propo.benchmarks import quality
+from tf_propo.errors import UsageError
+
+
+def _row(target, method, ratio, seconds, novel, real_novel="0.0"):
+    return {"target": target, "method": method, "status": "ok",
+            "unseen_ratio_to_real": str(ratio), "seconds_per_texture": str(seconds),
+            "novel_patch_fraction": str(novel), "real_novel_patch_fraction": real_novel}
+
+
+def test_parse_methods_reads_an_optional_tier():
+    assert quality.parse_methods(["quilt:fast", "ot:eigh:ot", "ot:sliced", "gatys"]) == [
+        ("quilt", "fast"), ("ot:eigh", "ot"), ("ot:sliced", None), ("gatys", None)]
+    with pytest.raises(UsageError, match="names no method"):
+        quality.parse_methods([":fast"])
+
+
+def test_summary_and_tier_checks():
+    rows = [_row("a.png", "quilt", 1.5, 0.4, 0.0), _row("b.png", "quilt", 3.0, 0.5, 0.004),
+            _row("c.png", "quilt", 9.0, 0.6, 0.002, "0.002"),
+            _row("d.png", "quilt", 1.0, 0.5, 0.0),
+            {"target": "a.png", "method": "propo", "status": "missing (no model)",
+             "unseen_ratio_to_real": "", "seconds_per_texture": "",
+             "novel_patch_fraction": "", "real_novel_patch_fraction": ""}]
+    summary = quality.summarize(rows, "quilt")
+    assert summary["median"] == pytest.approx(2.25) and summary["worst"] == 9.0
+    assert summary["worst_target"] == "c.png" and summary["targets"] == 4
+    assert summary["within_2"] == 0.5 and summary["within_5"] == 0.75
+    assert summary["novel_mean"] == pytest.approx(0.001) and summary["novel_worst"] == 0.004
+    assert summary["seconds"] == pytest.approx(0.5)
+    assert quality.summarize(rows, "propo") is None
+    checks = quality.verdict(summary, "fast")
+    assert checks == {"seconds": True, "median": False, "80% <= 5": False, "novel": False}
+    assert quality.verdict(summary, "ot") == {"seconds": True, "median": True}
+    summary["tier"], summary["checks"] = "fast", checks
+    line = quality.table([summary]).splitlines()[-1]
+    assert line == ("| quilt | fast | 2.25 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | 0.5 | "
+                    "no: median, 80% <= 5, novel |")
