@@ -25,7 +25,8 @@ if __name__ == "__main__":
                         "--format=tflite).")
     flags.DEFINE_string("target", None, "Target texture image; default: the bundled sample.")
     flags.DEFINE_string("out", "texture.png", "Output image, written atomically.")
-    flags.DEFINE_integer("seed", 0, "Noise seed: the same seed gives the same texture.")
+    flags.DEFINE_integer("seed", 0, "Noise seed: the same seed gives the same texture.",
+                         lower_bound=0, upper_bound=cli.MAX_SEED)
     flags.DEFINE_integer("threads", THREADS, "CPU threads of the XNNPACK delegate.",
                          lower_bound=1)
 

@@ -142,3 +142,67 @@ def test_resize_short_edge_and_tiling():
     assert abs(small.mean() - image.mean()) < 0.01
     strip = image_io.tile_horizontally([small, small[:10]], gap=4)
     assert strip.shape == (20, 84, 3)
+
+
+def test_special_files_are_refused_without_reading_them(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it for reading would block for ever
+    with pytest.raises(image_io.ImageError, match="not a regular file"):
+        image_io.read_image(fifo)
+    with pytest.raises(image_io.ImageError, match="not a regular file"):
+        image_io.read_image("/dev/zero")
+
+
+def test_webp_size_is_checked_from_its_header(tmp_path, rgb):
+    for quality in (80, 101):  # lossy VP8, lossless VP8L
+        ok, encoded = cv2.imencode(".webp", rgb, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        data = encoded.tobytes()
+        assert image_io._header_size("webp", data) == (24, 20)
+    # A lossless header declaring 16383 x 16383 px: refused before any decoding.
+    bits = (16383 - 1) | ((16383 - 1) << 14)
+    payload = b"\x2f" + struct.pack("<I", bits) + b"\x00" * 16
+    chunk = b"VP8L" + struct.pack("<I", len(payload)) + payload
+    path = tmp_path / "bomb.webp"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk)
+    with pytest.raises(image_io.ImageError, match="16383x16383.*at most 8192"):
+        image_io.read_image(path)
+
+
+def test_jpeg_end_is_found_by_walking_its_segments(tmp_path, rgb):
+    ok, encoded = cv2.imencode(".jpg", rgb[:, :, ::-1])
+    data = encoded.tobytes()
+    # Bytes after the end-of-image marker (a Motion Photo's video) are not corruption.
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(data + b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
+    np.testing.assert_allclose(image_io.read_image(path), image_io.read_image(
+        _written(tmp_path / "plain.jpg", data)), atol=0)
+    # A truncated image whose EXIF thumbnail (in APP1) ends with its own end marker.
+    thumbnail = b"Exif\x00\x00" + data  # a whole JPEG inside the APP1 segment
+    app1 = b"\xff\xe1" + struct.pack(">H", len(thumbnail) + 2) + thumbnail
+    truncated = data[:2] + app1 + data[2:len(data) // 2]
+    with pytest.raises(image_io.ImageError, match="truncated JPEG"):
+        image_io.read_image(_written(tmp_path / "cut.jpg", truncated))
+    progressive = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert image_io._jpeg_complete(progressive)
+    assert not image_io._jpeg_complete(progressive[:-2])
+
+
+def _written(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def test_corrupt_png_says_nothing_but_the_error(tmp_path, rgb):
+    import subprocess
+    import sys
+
+    ok, encoded = cv2.imencode(".png", rgb)
+    data = bytearray(encoded.tobytes())
+    data[60:80] = b"\x00" * 20  # inside IDAT: libpng reports a CRC / data error itself
+    path = _written(tmp_path / "corrupt.png", bytes(data))
+    code = ("import sys; from tf_propo import image_io\n"
+            "try:\n    image_io.read_image(sys.argv[1])\n"
+            "except image_io.ImageError as e:\n    print(e)")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert "corrupt" in result.stdout and result.stderr == ""

@@ -21,6 +21,12 @@ from tf_propo.errors import UsageError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_USAGE = 2
+EXIT_BUG = 1
+
+flags.DEFINE_bool("debug", False, "On an unexpected error, print the whole traceback instead "
+                  "of one line.")
+# Seeds are non-negative and fit the int32 / int64 arithmetic the methods derive from them.
+MAX_SEED = 2**31 - 1
 
 
 def import_tensorflow_quietly():
@@ -80,5 +86,13 @@ def run(main, tensorflow=True):
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
             sys.exit(130)
+        except Exception as e:  # a bug: one line, unless --debug asks for the traceback
+            if flags.FLAGS.debug:
+                raise
+            first = (str(e).strip().splitlines() or [""])[0]
+            sys.stderr.write(f"error: unexpected {type(e).__name__}: {first} (a bug; run "
+                             "again with --debug for the traceback and report it)\n")
+            sys.stderr.flush()
+            sys.exit(EXIT_BUG)
 
     app.run(guarded_main, flags_parser=_parse_flags)

@@ -47,7 +47,8 @@ flags.DEFINE_integer("samples", 3, "Samples per target and method (diversity nee
 flags.DEFINE_integer("size", 256, "Output size in px (a multiple of 16).", lower_bound=16)
 flags.DEFINE_integer("target_size", 256, "Short edge the target is resized to.", lower_bound=16)
 flags.DEFINE_integer("gatys_steps", 300, "gatys: L-BFGS iterations.", lower_bound=1)
-flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.")
+flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.", lower_bound=0,
+                     upper_bound=cli.MAX_SEED)
 flags.DEFINE_string("out", None, "Output directory (created; existing files are replaced).")
 flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "exemplar: the methods see the whole "
                   "target, quality is the loss against it (the paper's). held_out_half: they see "
@@ -195,6 +196,12 @@ def main(argv):
     if FLAGS.size % 16:
         raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
     targets = _targets()
+    names = {}
+    for path in targets:  # rows and grids are named after the file
+        other = names.setdefault(os.path.basename(path), path)
+        if other != path:
+            raise UsageError(f"--targets: {other} and {path} have the same file name; their "
+                             "rows and grids would be confused")
     images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
               for path in targets}  # every target is read (and checked) before any work
     cli.import_tensorflow_quietly()

@@ -9,8 +9,11 @@ Size limits: each side at least MIN_SIDE px (the texture loss pools four times),
 MAX_SIDE px (a decompression bomb is refused from its header, before decoding).
 """
 
+import contextlib
 import os
+import stat
 import struct
+import sys
 
 import cv2
 import numpy as np
@@ -20,6 +23,9 @@ from tf_propo.files import atomic_write
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
+# No image of at most MAX_SIDE² takes more (an uncompressed 16-bit RGBA BMP is 512 MiB): a
+# longer file is refused before it is read in full.
+MAX_FILE_BYTES = 2**29 + 2**20
 SUPPORTED = "PNG, JPEG, WebP or BMP"
 WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -64,10 +70,77 @@ def _jpeg_size(data):
     return None
 
 
+def _jpeg_complete(data):
+    """Whether the JPEG's marker segments reach an end-of-image marker: the segments are
+    walked by their lengths (an EXIF thumbnail's own end marker is skipped), scans to their
+    next marker. Bytes after the end marker (a Motion Photo's video) are fine."""
+    i, n = 2, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if i + 4 > n:
+            return False
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+        while marker == 0xDA:  # entropy-coded data: up to the next real marker
+            j = data.find(b"\xff", i)
+            if j < 0 or j + 1 >= n:
+                return False
+            following = data[j + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffing, restart
+                i = j + 2
+            elif following == 0xFF:
+                i = j + 1
+            else:
+                i, marker = j, None
+    return False
+
+
+def _webp_size(data):
+    """(width, height) of a WebP's first chunk (lossy VP8, lossless VP8L or extended VP8X)."""
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = struct.unpack("<I", data[21:25])[0]
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 30:
+        return (int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1)
+    return None
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 pointed at /dev/null: libpng prints its own "libpng error" line
+    there, besides the one error line this module raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _header_size(kind, data):
     """(width, height) read from the header without decoding, or None where unknown."""
     if kind == "png" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
+    if kind == "webp":
+        return _webp_size(data)
     if kind == "bmp" and len(data) >= 26:
         width, height = struct.unpack("<ii", data[18:26])
         return abs(width), abs(height)
@@ -114,10 +187,15 @@ def read_image(path):
     if os.path.isdir(path):
         raise ImageError(f"{path}: is a directory, not an image")
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang, /dev/zero not end
+            raise ImageError(f"{path}: not a regular file")
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, more than an image "
+                         f"of at most {MAX_SIDE}x{MAX_SIDE} px holds")
     if not data:
         raise ImageError(f"{path}: empty file")
     kind = _sniff_format(data[:16])
@@ -126,10 +204,11 @@ def read_image(path):
     size = _header_size(kind, data)
     if size is not None:
         _check_size(path, *size)
-    if kind == "jpeg" and b"\xff\xd9" not in data[-1024:]:
+    if kind == "jpeg" and not _jpeg_complete(data):
         # libjpeg pads a truncated file with grey and only warns; refuse it instead.
         raise ImageError(f"{path}: corrupt or truncated JPEG")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with _stderr_silenced():
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError(f"{path}: corrupt or truncated {kind.upper()} image")
     _check_size(path, image.shape[1], image.shape[0])

@@ -61,6 +61,9 @@ def load_pseudo_optimizer(model_dir, method):
     if not model_dir:
         raise UsageError(f"--method={method} needs --model_dir (a trained model)")
     config = model_dirs.load_config(model_dir)
+    if config["mode"] == "decoders":
+        raise UsageError(f"--model_dir={model_dir} holds OT decoders, not a {method} model; "
+                         f"use --method=ot --decoders={model_dir}")
     if config["mode"] != method:
         raise UsageError(f"--model_dir={model_dir} holds a {config['mode']} model, not "
                          f"{method}; use --method={config['mode']}")

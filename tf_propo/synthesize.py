@@ -1,6 +1,6 @@
 """Synthesise a texture: python -m tf_propo.synthesize [--method=quilt] [--target=IMG] --out=o.png
 
-Progress goes to stderr. The last line of stdout is one JSON object (DESIGN.md §5): method,
+Progress goes to stderr. The last line of stdout is one JSON object: method,
 seconds (the synthesis itself, model loading excluded), texture_loss and noise_texture_loss
 (mean over samples; see tf_propo.metrics), loss_ratio, size, samples, seed, out, ... .
 With --samples=K > 1 the K samples are written side by side into --out.
@@ -13,6 +13,8 @@ import os
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
 
 from absl import flags
+
+from tf_propo.errors import UsageError
 
 import importlib.resources
 
@@ -36,7 +38,8 @@ flags.DEFINE_integer("target_size", 256, "Resize the target so its short edge is
                      lower_bound=0)
 flags.DEFINE_integer("samples", 1, "Number of samples (different noise) to synthesise.",
                      lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same texture.")
+flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same texture.",
+                     lower_bound=0, upper_bound=cli.MAX_SEED)
 flags.DEFINE_string("out", "texture.png", "Output image (.png/.jpg/.webp/.bmp), written "
                     "atomically; K samples are laid out side by side.")
 flags.DEFINE_integer("steps", 300, "gatys: optimiser iterations.", lower_bound=1)
@@ -108,6 +111,10 @@ def main(argv):
 
     image_io.check_output_path(FLAGS.out)
     target_path = _target_path()
+    if os.path.exists(FLAGS.out) and os.path.exists(target_path) \
+            and os.path.samefile(FLAGS.out, target_path):
+        raise UsageError(f"--out={FLAGS.out} is the target itself; write the texture to "
+                         "another file")
     target = image_io.read_image(target_path)
     if FLAGS.target_size:
         target = image_io.resize_short_edge(target, FLAGS.target_size)

@@ -2,7 +2,7 @@
 
 Modes: po (one target texture), adapo (one stage, many targets: works on unseen targets),
 propo (K progressive stages; many targets by default): the loss is the sum over stages of the
-texture loss of each stage's output on that stage's own layers (PAPER.md). decoders: the
+texture loss of each stage's output on that stage's own layers (the paper's). decoders: the
 optimal-transport pipeline's per-layer decoders (tf_propo.ot.decoders), trained to reconstruct
 images from their VGG features (--flagfile=configs/decoders.flags).
 
@@ -68,7 +68,8 @@ flags.DEFINE_integer("steps_per_epoch", 100, "Steps per epoch.", lower_bound=1)
 flags.DEFINE_enum("precision", "auto", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                   "Mixed precision policy (losses and Grams stay float32). auto: bfloat16 on "
                   "CPUs with AVX512-BF16/AMX and Ampere+ GPUs, float16 on older GPUs.")
-flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and noise.")
+flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and noise.",
+                     lower_bound=0, upper_bound=cli.MAX_SEED)
 flags.DEFINE_enum("distribution", "default", distribute.STRATEGIES,
                   "tf.distribute strategy: default (one device), mirrored (all GPUs of this "
                   "host), multi_worker (the hosts of TF_CONFIG, each running this command on "
@@ -111,7 +112,7 @@ flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights source (normaliz
                     "file:PATH).")
 flags.DEFINE_integer("run_steps", None, "Stop after this many steps in this invocation (the "
                      "LR schedule still spans --steps); run again to resume. For time-boxed "
-                     "sessions.", lower_bound=1)
+                     "runs.", lower_bound=1)
 flags.DEFINE_integer("checkpoint_every", 200, "Save a checkpoint every N steps (and at the "
                      "end).", lower_bound=1)
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)

@@ -1,0 +1,93 @@
+"""Inputs a careless or hostile user gives the apps: one stderr line and exit code 2, nothing
+written and no user file touched; an unexpected error is one line and exit code 1."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import SAMPLES
+
+
+def app(module, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def one_error_line(result, code=2):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("module", ["tf_propo.synthesize", "tf_propo.evaluate",
+                                    "tf_propo.train", "tf_propo.export.run"])
+@pytest.mark.parametrize("seed", ["-1", str(2**70)])
+def test_seeds_out_of_range(tmp_path, module, seed):
+    line = one_error_line(app(module, f"--seed={seed}", f"--out={tmp_path}/o.png",
+                              cwd=tmp_path))
+    assert "--seed" in line
+    assert os.listdir(tmp_path) == []
+
+
+def test_out_equal_to_target_never_overwrites_it(tmp_path):
+    target = tmp_path / "mine.png"
+    original = open(os.path.join(SAMPLES, "nature_potatoes.png"), "rb").read()
+    target.write_bytes(original)
+    os.symlink(target, tmp_path / "link.png")
+    for out in (target, tmp_path / "link.png", tmp_path / "." / "mine.png"):
+        line = one_error_line(app("tf_propo.synthesize", f"--target={target}", f"--out={out}"))
+        assert "is the target itself" in line
+    assert target.read_bytes() == original
+
+
+def test_special_files_as_target(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for target in (fifo, "/dev/zero"):
+        line = one_error_line(app("tf_propo.synthesize", f"--target={target}",
+                                  f"--out={tmp_path}/o.png"))
+        assert "not a regular file" in line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_evaluate_refuses_two_targets_of_one_name(tmp_path):
+    for folder in ("a", "b"):
+        os.makedirs(tmp_path / folder)
+        with open(os.path.join(SAMPLES, "nature_potatoes.png"), "rb") as f:
+            (tmp_path / folder / "x.png").write_bytes(f.read())
+    line = one_error_line(app("tf_propo.evaluate", f"--targets={tmp_path}/a/x.png,"
+                              f"{tmp_path}/b/x.png", f"--out={tmp_path}/eval"))
+    assert "same file name" in line and not (tmp_path / "eval").exists()
+
+
+def test_decoders_given_as_a_pseudo_optimizer_name_the_right_flags():
+    from tf_propo import methods
+    from tf_propo.errors import UsageError
+    from tf_propo.ot import synthesis
+
+    decoders = synthesis.bundled_decoders()
+    with pytest.raises(UsageError, match=f"--method=ot --decoders={decoders}"):
+        methods.load_pseudo_optimizer(decoders, "propo")
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    script = tmp_path / "buggy.py"
+    script.write_text(textwrap.dedent("""
+        from tf_propo import cli
+
+        def main(argv):
+            raise RuntimeError("boom\\nsecond line")
+
+        cli.run(main, tensorflow=False)
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60)
+    line = one_error_line(result, code=1)
+    assert "unexpected RuntimeError: boom" in line and "--debug" in line
+    result = subprocess.run([sys.executable, str(script), "--debug"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "boom" in result.stderr
