@@ -91,3 +91,68 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path)
     result = subprocess.run([sys.executable, str(script), "--debug"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" in result.stderr and "boom" in result.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: [1, 2], "a JSON object is expected"),
+    (lambda c: None, "a JSON object is expected"),
+    (lambda c: {**c, "stages": "five"}, "stages must be a positive integer"),
+    (lambda c: {**c, "layers": ["relu9_1"]}, "layers must be a list of VGG19 layer names"),
+    (lambda c: {**c, "width": -1}, "width must be a positive number"),
+])
+def test_a_hand_edited_model_config_is_one_clear_error(tmp_path, edit, message):
+    import json
+    import shutil
+
+    from tf_propo import methods, model_dir
+    from tf_propo.errors import UsageError
+
+    copy = tmp_path / "model"
+    shutil.copytree(methods.bundled_propo(), copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(edit(config)))
+    with pytest.raises(UsageError, match=message):
+        model_dir.load_config(str(copy))
+
+
+def test_truncated_compact_weights_with_a_matching_hash_are_refused(tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    from tf_propo import methods
+    from tf_propo.errors import UsageError
+
+    copy = tmp_path / "model"
+    shutil.copytree(methods.bundled_propo(), copy)
+    weights = copy / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    config = json.loads((copy / "config.json").read_text())
+    config["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (copy / "config.json").write_text(json.dumps(config))
+    line = one_error_line(app("tf_propo.synthesize", "--method=propo", f"--model_dir={copy}",
+                              f"--out={tmp_path}/o.png"))
+    assert "cannot restore" in line and not (tmp_path / "o.png").exists()
+
+
+def test_a_second_training_run_into_a_held_model_dir_is_refused(tmp_path):
+    from tests.test_train import SMOKE
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tf_propo import model_dir; "
+         "model_dir.hold(sys.argv[1]); print('held', flush=True); time.sleep(300)", str(run)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        line = one_error_line(app("tf_propo.train", f"--flagfile={SMOKE}",
+                                  f"--model_dir={run}"))
+        assert "in use by another training run (pid" in line
+        assert sorted(os.listdir(run)) == [".lock"]  # the holder's only; nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    from tf_propo import model_dir
+
+    model_dir.hold(str(run))  # free again once the holder is gone
+    model_dir._HELD.pop().close()

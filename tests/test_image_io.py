@@ -206,3 +206,23 @@ def test_corrupt_png_says_nothing_but_the_error(tmp_path, rgb):
     result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                             text=True, timeout=60)
     assert "corrupt" in result.stdout and result.stderr == ""
+
+
+def test_images_written_together_or_not_at_all(tmp_path, monkeypatch, rgb):
+    image = rgb / 255.0
+    outputs = {str(tmp_path / "o_stages.png"): image, str(tmp_path / "o.png"): image}
+    image_io.write_images(outputs)
+    assert sorted(os.listdir(tmp_path)) == ["o.png", "o_stages.png"]
+    for path in outputs:
+        os.remove(path)
+    write = image_io.write_image
+
+    def interrupted_second(path, pixels):
+        if path.endswith("o.png"):
+            raise KeyboardInterrupt  # Ctrl-C between the strip and the result
+        write(path, pixels)
+
+    monkeypatch.setattr(image_io, "write_image", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        image_io.write_images(outputs)
+    assert os.listdir(tmp_path) == []

@@ -249,6 +249,20 @@ def write_image(path, image):
     atomic_write(path, lambda f: f.write(encoded.tobytes()), suffix=ext)
 
 
+def write_images(outputs):
+    """Write {path: image} in order, each atomically; if one fails or is interrupted, those
+    already written are removed: a run leaves all its outputs or none."""
+    written = []
+    try:
+        for path, image in outputs.items():
+            write_image(path, image)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            os.remove(path)
+        raise
+
+
 def resize_short_edge(image, size):
     """Resize so the short edge is `size` px (area filter when shrinking, cubic when growing)."""
     height, width = image.shape[:2]

@@ -20,6 +20,7 @@ moves ~5% of its image, at the same texture loss; benchmarks/export_parity.py).
 import hashlib
 import json
 import os
+import zipfile
 
 from tf_propo import po
 from tf_propo import weights
@@ -48,6 +49,33 @@ def _atomic_write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+LOCK = ".lock"
+_HELD = []  # open lock files: a lock lasts as long as the process
+
+
+def hold(model_dir):
+    """Create `model_dir` if needed and lock it for this process (an advisory lock on its
+    .lock file, released when the process ends, however it ends): a second training run
+    into the same directory is refused instead of silently writing beside the first."""
+    import fcntl
+
+    os.makedirs(model_dir, exist_ok=True)
+    lock = open(os.path.join(model_dir, LOCK), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "another process"
+        lock.close()
+        raise UsageError(f"--model_dir={model_dir} is in use by another training run "
+                         f"({owner}); wait for it or choose another directory") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    _HELD.append(lock)
+
+
 def save_config(model_dir, config, flags_text=None):
     _atomic_write_text(os.path.join(model_dir, CONFIG), json.dumps(config, indent=1) + "\n")
     if flags_text is not None:
@@ -65,6 +93,8 @@ def load_config(model_dir, flag="--model_dir"):
     try:
         with open(path) as f:
             config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError(f"a JSON object is expected, not {type(config).__name__}")
         if config.get("mode") not in MODES:
             raise ValueError(f"unknown mode {config.get('mode')!r}")
         kind = _kind(config["mode"])
@@ -72,9 +102,31 @@ def load_config(model_dir, flag="--model_dir"):
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
         config = {**DEFAULTS[kind], **config}
+        _check_values(config)
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: corrupt model configuration ({e})") from None
     return config
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_values(config):
+    """The model keys' types and ranges, so a hand-edited config fails here, not deep in
+    the model's construction."""
+    from tf_propo import vgg
+
+    layers = config["layers"]
+    if not (isinstance(layers, list) and layers and all(
+            isinstance(layer, str) and layer in vgg.LAYER_ORDER for layer in layers)):
+        raise ValueError(f"layers must be a list of VGG19 layer names, not {layers!r}")
+    width = config["width"]
+    if not (isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0):
+        raise ValueError(f"width must be a positive number, not {width!r}")
+    key = "convs" if config["mode"] == "decoders" else "stages"
+    if not _positive_int(config[key]):
+        raise ValueError(f"{key} must be a positive integer, not {config[key]!r}")
 
 
 def check_compatible(saved, wanted, model_dir, flag="--model_dir"):
@@ -180,7 +232,7 @@ def _restore_compact(model_dir, model, config):
                 if [v.shape for v in values] != [w.shape for w in wanted]:
                     raise ValueError(f"{name}: shapes differ from the configured model")
                 net.set_weights(values)
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise UsageError(f"{path}: cannot restore ({str(e).splitlines()[0]})") from None
     return path
 

@@ -88,7 +88,8 @@ def _target_path():
 
 
 def _pseudo_optimizer(target, evaluation):
-    """po / adapo / propo from --model_dir; with --save_stages the x[0..K] strip too."""
+    """po / adapo / propo from --model_dir; with --save_stages the x[0..K] strip too, as
+    {path: image} to write with the result."""
     from tf_propo import image_io, methods
 
     model, model_dir = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
@@ -97,12 +98,14 @@ def _pseudo_optimizer(target, evaluation):
     stages = extra.pop("stage_images")
     extra["model_dir"] = os.path.abspath(model_dir)
     extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
+    outputs = {}
     if FLAGS.save_stages:
         strip_path = os.path.splitext(FLAGS.out)[0] + "_stages.png"
         tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, FLAGS.size)]
-        image_io.write_image(strip_path, image_io.tile_horizontally(tiles))
+        outputs[strip_path] = image_io.tile_horizontally(tiles)
         extra["stages_out"] = os.path.abspath(strip_path)
-    return images, seconds, extra
+    return images, seconds, extra, outputs
+
 
 
 def main(argv):
@@ -127,6 +130,7 @@ def main(argv):
     noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
     from tf_propo import methods
 
+    outputs = {}
     if FLAGS.method == "gatys":
         images, seconds, extra = methods.gatys(
             evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
@@ -139,7 +143,7 @@ def main(argv):
         images, seconds, extra = methods.optimal_transport(ot, target, noise, FLAGS.seed,
                                                            FLAGS.strategy)
     else:
-        images, seconds, extra = _pseudo_optimizer(target, evaluation)
+        images, seconds, extra, outputs = _pseudo_optimizer(target, evaluation)
     if FLAGS.refine_steps:
         fast_loss = float(evaluation.texture_loss(images).mean())
         images, refine_seconds, _ = methods.gatys(
@@ -152,7 +156,8 @@ def main(argv):
 
     losses = evaluation.texture_loss(images)
     noise_losses = evaluation.texture_loss(noise)
-    image_io.write_image(FLAGS.out, image_io.tile_horizontally(list(images)))
+    outputs[FLAGS.out] = image_io.tile_horizontally(list(images))
+    image_io.write_images(outputs)
     result = {
         "method": FLAGS.method,
         "seconds": round(seconds, 3),

@@ -271,6 +271,7 @@ def main(argv):
     if held_out is not None:
         config["held_out"] = held_out
     if chief:  # written only once the data is known good: a bad run leaves no model_dir
+        model_dir.hold(FLAGS.model_dir)
         model_dir.save_config(FLAGS.model_dir, config, flags_text())
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     objective = (DecoderObjective if config["mode"] == "decoders"

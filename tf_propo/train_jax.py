@@ -153,7 +153,7 @@ def main(argv):
         print(f"resuming {FLAGS.model_dir} at step {start_step}/{steps}", file=sys.stderr)
     elif FLAGS.init_from:
         print(f"starting from {model_dir.restore(FLAGS.init_from, model)}", file=sys.stderr)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    model_dir.hold(FLAGS.model_dir)
     model_dir.save_config(FLAGS.model_dir, config, train.flags_text())
 
     def compute_loss(trainable, frozen, batch):
