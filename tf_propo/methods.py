@@ -7,6 +7,7 @@ same for every method given a seed) where the method starts from an image.
 """
 
 import time
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -77,14 +78,8 @@ def pseudo_optimizer(model, target, size, samples, seed):
     images in extra["stage_images"] (x[0] .. x[K])."""
     if size % 16:
         raise UsageError(f"--size={size}: pseudo optimizers need a multiple of 16")
-    layers = model.all_layers
     pre = po.start_noise(seed, size, samples)
-
-    @tf.function
-    def run(target_image, pre):
-        grams = texture.gram_matrices(model.features(target_image[None], layers), layers)
-        return model({"pre": pre, "target_grams": grams})["images"]
-
+    run = _traced(model, None, lambda: _pseudo_optimizer_run(model))
     target_tensor = tf.constant(target, tf.float32)
     start = time.perf_counter()
     run(target_tensor, pre)  # trace and warm up: graph building is part of loading
@@ -93,6 +88,29 @@ def pseudo_optimizer(model, target, size, samples, seed):
     stages = [s.numpy() for s in run(target_tensor, pre)]
     seconds = time.perf_counter() - start
     return stages[-1], seconds, {"warmup_seconds": round(warmup, 3), "stage_images": stages}
+
+
+# One tf.function per loaded model (and OT strategy): a new target or size reuses it (or
+# retraces once for a new shape) instead of tracing a new function on every call.
+_TRACED = weakref.WeakKeyDictionary()
+
+
+def _traced(model, key, build):
+    functions = _TRACED.setdefault(model, {})
+    if key not in functions:
+        functions[key] = build()
+    return functions[key]
+
+
+def _pseudo_optimizer_run(model):
+    layers = model.all_layers
+
+    @tf.function(reduce_retracing=True)
+    def run(target_image, pre):
+        grams = texture.gram_matrices(model.features(target_image[None], layers), layers)
+        return model({"pre": pre, "target_grams": grams})["images"]
+
+    return run
 
 
 def load_optimal_transport(decoders=None, passes=3):
@@ -109,7 +127,10 @@ def optimal_transport(ot, target, noise, seed, strategy):
     padded = -(-size // 16) * 16
     start_noise = tf.image.resize(noise, [padded, padded], method="nearest") \
         if padded != size else tf.constant(noise)
-    run = tf.function(lambda image, s: ot.synthesize(targets, image, strategy, s))
+    traced = _traced(ot, strategy, lambda: tf.function(
+        lambda targets, image, s: ot.synthesize(targets, image, strategy, s),
+        reduce_retracing=True))
+    run = lambda image, s: traced(targets, image, s)  # noqa: E731
     start = time.perf_counter()
     run(start_noise[:1], tf.constant(seed, tf.int64))  # trace and warm up
     warmup = time.perf_counter() - start

@@ -1,0 +1,78 @@
+"""The public Python API: presets, any size, tileable output, arguments checked by name, and
+the docstring examples, which run here."""
+
+import doctest
+import os
+
+import numpy as np
+import pytest
+
+import tf_propo
+from tests.conftest import SAMPLES
+from tf_propo import api, image_io
+
+TARGET = os.path.join(SAMPLES, "nature_jungle001.png")
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(api, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+def test_presets_are_listed_with_their_size():
+    presets = {p.name: p for p in tf_propo.list_presets()}
+    assert {"quilt", "quilt_refined", "propo", "gatys", "ot_sliced", "ot_eigh"} <= set(presets)
+    assert presets["quilt"].megabytes == 0 and 1 < presets["propo"].megabytes < 10
+    assert all(p.description for p in presets.values())
+    assert set(tf_propo.__all__) >= {"TextureSynthesizer", "list_presets", "texture_loss"}
+
+
+def test_quilt_preset_any_shape_tileable_seeded():
+    synth = tf_propo.TextureSynthesizer.from_preset("quilt")
+    images = synth.generate(TARGET, size=(96, 160), samples=2, seed=3, tileable=True)
+    assert images.shape == (2, 96, 160, 3) and images.dtype == np.uint8
+    assert not np.array_equal(images[0], images[1])
+    np.testing.assert_array_equal(images, synth.generate(TARGET, (96, 160), 2, 3, True))
+    # The target as a path, a uint8 array, a float array or a tensor: the same texture.
+    import tensorflow as tf
+
+    pixels = image_io.read_image(TARGET)
+    for target in (image_io.to_uint8(pixels), pixels, tf.constant(pixels)):
+        np.testing.assert_array_equal(synth.generate(target, 64, seed=1),
+                                      synth.generate(TARGET, 64, seed=1))
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda s: s.generate(TARGET, size=8), "size"),
+    (lambda s: s.generate(TARGET, size=(64, 0.5)), "size"),
+    (lambda s: s.generate(TARGET, samples=0), "samples"),
+    (lambda s: s.generate(TARGET, seed=-1), "seed"),
+    (lambda s: s.generate(np.zeros((8, 8, 3)), 32), "target"),
+    (lambda s: s.generate(np.full((32, 32, 3), 2.0), 32), "target"),
+])
+def test_bad_arguments_raise_value_errors_naming_them(call, argument):
+    synth = tf_propo.TextureSynthesizer.from_preset("quilt")
+    with pytest.raises(ValueError, match=argument):
+        call(synth)
+    with pytest.raises(ValueError, match="name must be one of"):
+        tf_propo.TextureSynthesizer.from_preset("fastest")
+
+
+def test_neural_presets_and_the_texture_loss(normalized_weights):
+    propo = tf_propo.TextureSynthesizer.from_preset("propo")
+    images = propo.generate(TARGET, size=64, samples=2, seed=1)
+    assert images.shape == (2, 64, 64, 3)
+    with pytest.raises(ValueError, match="tileable"):
+        propo.generate(TARGET, size=64, tileable=True)
+    with pytest.raises(ValueError, match="square"):
+        propo.generate(TARGET, size=(64, 96))
+    quilt = tf_propo.TextureSynthesizer.from_preset("quilt").generate(TARGET, 64, seed=2)
+    refined = tf_propo.TextureSynthesizer.from_preset("quilt_refined").generate(
+        TARGET, 64, seed=2)
+    from tf_propo import metrics
+
+    target = image_io.resize_short_edge(image_io.read_image(TARGET), 256)
+    loss = tf_propo.texture_loss(refined, target)
+    expected = metrics.TextureMetrics(target).texture_loss(refined / 255.0)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert loss[0] < tf_propo.texture_loss(quilt, target)[0]  # 16 steps lower the loss

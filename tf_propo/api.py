@@ -1,0 +1,238 @@
+"""The Python API: texture synthesis by preset or trained model, in the shape of keras-hub.
+
+    import tf_propo
+
+    synth = tf_propo.TextureSynthesizer.from_preset("quilt")
+    images = synth.generate("wall.jpg", size=(512, 1024), samples=2, seed=1, tileable=True)
+    tf_propo.texture_loss(images, "wall.jpg")
+
+The command-line apps (synthesize, evaluate) run the same methods (tf_propo.methods).
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+# name: (method, options, description). Sizes on disk are what the preset loads.
+_PRESETS = {
+    "quilt": ("quilt", {}, "Image quilting from blocks of the target: no training, well "
+              "under a second for 256², the target's structure, any size, tileable."),
+    "quilt_refined": ("quilt", {"refine_steps": 16}, "Quilting, then 16 Gatys L-BFGS steps: "
+                      "the target's statistics matched closely in a few seconds."),
+    "propo": ("propo", {}, "The bundled pretrained progressive pseudo optimizer (Shi & Qiao "
+              "2020): one network pass, square sizes in multiples of 16."),
+    "gatys": ("gatys", {"steps": 100}, "Gatys et al.'s optimisation from noise, 100 L-BFGS "
+              "steps: the quality reference, about a minute for 256² on a CPU."),
+    "ot_sliced": ("ot", {"strategy": "sliced"}, "Optimal transport of VGG features (Risser "
+                  "2020) with sliced matching and the bundled decoders."),
+    "ot_eigh": ("ot", {"strategy": "eigh"}, "Optimal transport by mean and covariance "
+                "(eigendecomposition), the bundled decoders."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    method: str
+    megabytes: float
+    description: str
+
+
+def list_presets():
+    """The presets TextureSynthesizer.from_preset takes.
+
+    Returns:
+        A list of Preset (name, method, megabytes on disk it loads, description).
+
+    Example:
+        >>> [p.name for p in list_presets()][:2]
+        ['quilt', 'quilt_refined']
+    """
+    return [Preset(name, method, _preset_megabytes(method), description)
+            for name, (method, _, description) in _PRESETS.items()]
+
+
+def _preset_megabytes(method):
+    from tf_propo import methods
+
+    if method == "propo":
+        folder = methods.bundled_propo()
+    elif method == "ot":
+        from tf_propo.ot import synthesis
+
+        folder = synthesis.bundled_decoders()
+    else:
+        return 0.0
+    return round(sum(os.path.getsize(os.path.join(folder, f))
+                     for f in os.listdir(folder)) / 1e6, 1)
+
+
+def as_image(target, name="target"):
+    """float32 RGB [H, W, 3] in [0, 1] from a path, a uint8 or float array, or a tf.Tensor;
+    ValueError naming `name` otherwise."""
+    if isinstance(target, (str, os.PathLike)):
+        from tf_propo import image_io
+
+        return image_io.read_image(target)
+    if hasattr(target, "numpy"):
+        target = target.numpy()
+    array = np.asarray(target)
+    if array.ndim != 3 or array.shape[-1] != 3 or min(array.shape[:2]) < 16:
+        raise ValueError(f"{name} must be an image [H, W, 3] with sides of at least 16 px, "
+                         f"got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{name} must be uint8 or float in [0, 1], got {array.dtype}")
+    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+        raise ValueError(f"{name}: float pixels must be finite and in [0, 1]")
+    return array.astype(np.float32)
+
+
+def _size(size):
+    height, width = (size, size) if np.isscalar(size) else tuple(size)
+    if not all(isinstance(v, (int, np.integer)) and 16 <= v <= 8192 for v in (height, width)):
+        raise ValueError(f"size must be an int or (height, width) of 16 to 8192 px, got "
+                         f"{size!r}")
+    return int(height), int(width)
+
+
+class TextureSynthesizer:
+    """One synthesis method with its loaded model, reusable over many targets.
+
+    Build it with from_preset (list_presets) or load (a trained model directory); generate
+    makes textures from a target.
+    """
+
+    def __init__(self, method, model=None, target_size=256, **options):
+        self.method = method
+        self.model = model
+        self.target_size = target_size
+        self.options = options
+
+    @classmethod
+    def from_preset(cls, name, target_size=256):
+        """A synthesizer from a preset name (list_presets), bundled models sha256-checked.
+
+        Args:
+            name: a preset name, e.g. "quilt" (the fast default) or "quilt_refined".
+            target_size: the target's short edge is resized to this before synthesis
+                (the paper's 256); 0 keeps it as it is.
+
+        Returns:
+            A TextureSynthesizer.
+
+        Example:
+            >>> TextureSynthesizer.from_preset("quilt").method
+            'quilt'
+        """
+        if name not in _PRESETS:
+            raise ValueError(f"name must be one of {', '.join(_PRESETS)}, got {name!r}")
+        method, options, _ = _PRESETS[name]
+        from tf_propo import methods
+
+        model = None
+        if method == "propo":
+            model, _ = methods.load_pseudo_optimizer(None, "propo")
+        elif method == "ot":
+            model = methods.load_optimal_transport()
+        return cls(method, model, target_size, **options)
+
+    @classmethod
+    def load(cls, model_dir, target_size=256):
+        """A synthesizer from a trained po / adapo / propo model directory
+        (python -m tf_propo.train) or a decoders directory (OT, sliced matching)."""
+        from tf_propo import methods
+        from tf_propo import model_dir as model_dirs
+
+        mode = model_dirs.load_config(model_dir)["mode"]
+        if mode == "decoders":
+            return cls("ot", methods.load_optimal_transport(model_dir), target_size,
+                       strategy="sliced")
+        model, _ = methods.load_pseudo_optimizer(model_dir, mode)
+        return cls(mode, model, target_size)
+
+    def generate(self, target, size=256, samples=1, seed=0, tileable=False):
+        """Textures like `target`.
+
+        Args:
+            target: a path, a uint8 or float [0, 1] array [H, W, 3], or a tf.Tensor.
+            size: output side in px, or (height, width); the pseudo optimizers and OT take
+                squares, the pseudo optimizers in multiples of 16.
+            samples: how many textures (each from its own noise).
+            seed: the same seed gives the same textures.
+            tileable: textures that wrap around without a seam (quilt presets only).
+
+        Returns:
+            uint8 numpy array [samples, height, width, 3].
+
+        Example:
+            >>> synth = TextureSynthesizer.from_preset("quilt")
+            >>> synth.generate(np.full((64, 64, 3), 0.5), size=(32, 48), samples=2).shape
+            (2, 32, 48, 3)
+        """
+        from tf_propo import image_io
+
+        height, width = _size(size)
+        if not (isinstance(samples, (int, np.integer)) and 1 <= samples <= 256):
+            raise ValueError(f"samples must be an int from 1 to 256, got {samples!r}")
+        if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
+            raise ValueError(f"seed must be an int in [0, 2^31), got {seed!r}")
+        if tileable and self.method != "quilt":
+            raise ValueError(f"tileable=True: only quilting makes tileable textures, not "
+                             f"{self.method}")
+        if self.method != "quilt" and height != width:
+            raise ValueError(f"size must be square for {self.method}, got {(height, width)}")
+        image = as_image(target)
+        if self.target_size:
+            image = image_io.resize_short_edge(image, self.target_size)
+        return image_io.to_uint8(self._synthesize(image, height, width, samples, seed,
+                                                  tileable))
+
+    def _synthesize(self, target, height, width, samples, seed, tileable):
+        from tf_propo import methods, metrics
+
+        refine = self.options.get("refine_steps", 0)
+        if self.method == "quilt":
+            images = methods.quilt(target, (height, width), samples, seed,
+                                   tileable=tileable)[0]
+        elif self.method == "ot":
+            noise = metrics.reference_noise(seed, height, samples)
+            images = methods.optimal_transport(self.model, target, noise, seed,
+                                               self.options["strategy"])[0]
+        elif self.method == "gatys":
+            refine = 0
+            images = methods.gatys(metrics.TextureMetrics(target),
+                                   metrics.reference_noise(seed, height, samples),
+                                   self.options["steps"], progress=False)[0]
+        else:
+            if height % 16:
+                raise ValueError(f"size must be a multiple of 16 for {self.method}, got "
+                                 f"{height}")
+            images = methods.pseudo_optimizer(self.model, target, height, samples, seed)[0]
+        if refine:
+            images = methods.gatys(metrics.TextureMetrics(target), images, refine,
+                                   progress=False)[0]
+        return images
+
+
+def texture_loss(images, target):
+    """The authors' texture loss (Gatys' Gram loss on the paper's VGG19 layers) of each
+    image against the target: the paper's quality figure, lower is better.
+
+    Args:
+        images: one image [H, W, 3] or a batch [N, H, W, 3] (uint8, or float in [0, 1]).
+        target: as TextureSynthesizer.generate takes it.
+
+    Returns:
+        float64 numpy array [N].
+    """
+    from tf_propo import metrics
+
+    batch = np.asarray(images.numpy() if hasattr(images, "numpy") else images)
+    batch = batch[None] if batch.ndim == 3 else batch
+    if batch.ndim != 4:
+        raise ValueError(f"images must be [H, W, 3] or [N, H, W, 3], got {batch.shape}")
+    batch = np.stack([as_image(image, "images") for image in batch])
+    return metrics.TextureMetrics(as_image(target)).texture_loss(batch).astype(np.float64)
