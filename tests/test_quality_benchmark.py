@@ -40,3 +40,17 @@ def test_summary_and_tier_checks():
     line = quality.table([summary]).splitlines()[-1]
     assert line == ("| quilt | fast | 2.25 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | 0.5 | "
                     "no: median, 80% <= 5, novel |")
+
+
+def test_importing_the_benchmark_defines_no_flags():
+    """The tests import it beside the apps, whose flags (--size, --out) it must not clash
+    with in one process."""
+    import subprocess
+    import sys
+
+    code = ("from absl import flags; import tf_propo.benchmarks.quality; "
+            "print(sorted(n for n in ('size', 'out', 'targets', 'gatys_steps') "
+            "if n in flags.FLAGS))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

@@ -217,13 +217,15 @@ class TextureSynthesizer:
         return images
 
 
-def texture_loss(images, target):
+def texture_loss(images, target, target_size=256):
     """The authors' texture loss (Gatys' Gram loss on the paper's VGG19 layers) of each
     image against the target: the paper's quality figure, lower is better.
 
     Args:
         images: one image [H, W, 3] or a batch [N, H, W, 3] (uint8, or float in [0, 1]).
         target: as TextureSynthesizer.generate takes it.
+        target_size: the target's short edge is resized to this first, as generate does
+            (0 keeps it).
 
     Returns:
         float64 numpy array [N].
@@ -235,4 +237,9 @@ def texture_loss(images, target):
     if batch.ndim != 4:
         raise ValueError(f"images must be [H, W, 3] or [N, H, W, 3], got {batch.shape}")
     batch = np.stack([as_image(image, "images") for image in batch])
-    return metrics.TextureMetrics(as_image(target)).texture_loss(batch).astype(np.float64)
+    target = as_image(target)
+    if target_size:
+        from tf_propo import image_io
+
+        target = image_io.resize_short_edge(target, target_size)
+    return metrics.TextureMetrics(target).texture_loss(batch).astype(np.float64)

@@ -49,51 +49,31 @@ def _sniff_format(head):
     return None
 
 
-def _jpeg_size(data):
-    """(width, height) from the first start-of-frame marker, or None."""
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return width, height
-        i += 2 + length
-    return None
-
-
-def _jpeg_complete(data):
-    """Whether the JPEG's marker segments reach an end-of-image marker: the segments are
-    walked by their lengths (an EXIF thumbnail's own end marker is skipped), scans to their
-    next marker. Bytes after the end marker (a Motion Photo's video) are fine."""
+def _jpeg_markers(data):
+    """(marker, offset) of a JPEG's markers in order: segments are skipped by their lengths
+    (so an EXIF thumbnail's own markers are not seen), scans up to their next real marker;
+    the walk ends at the end-of-image marker, at the end of the data, or at a non-marker."""
     i, n = 2, len(data)
     while i + 1 < n:
         if data[i] != 0xFF:
-            return False
+            return
         marker = data[i + 1]
-        if marker == 0xD9:
-            return True
         if marker == 0xFF:  # fill byte
             i += 1
             continue
+        yield marker, i
+        if marker == 0xD9:
+            return
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
         if i + 4 > n:
-            return False
+            return
         i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
         while marker == 0xDA:  # entropy-coded data: up to the next real marker
             j = data.find(b"\xff", i)
             if j < 0 or j + 1 >= n:
-                return False
+                return
             following = data[j + 1]
             if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffing, restart
                 i = j + 2
@@ -101,7 +81,21 @@ def _jpeg_complete(data):
                 i = j + 1
             else:
                 i, marker = j, None
-    return False
+
+
+def _jpeg_size(data):
+    """(width, height) from the first start-of-frame marker, or None."""
+    for marker, i in _jpeg_markers(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+    return None
+
+
+def _jpeg_complete(data):
+    """Whether the JPEG's markers reach its end-of-image marker (_jpeg_markers). Bytes after
+    it (a Motion Photo's video) are fine."""
+    return any(marker == 0xD9 for marker, _ in _jpeg_markers(data))
 
 
 def _webp_size(data):

@@ -15,6 +15,9 @@ import numpy as np
 
 # Candidate blocks whose overlap error is within this factor of the best are equally likely.
 TOLERANCE = 0.1
+# Gaussian width (px) over which a seam blends: a hard cut leaves a visible step on smooth
+# textures (water, sky); a pixel or two of blending hides it without softening detail.
+FEATHER = 1.0
 
 
 def default_block_size(exemplar_shape):
@@ -74,13 +77,14 @@ def _starts(length, block, overlap, tileable):
 
 
 def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
-          tileable=False):
+          tileable=False, feather=FEATHER):
     """One texture of `size` (height, width) from `exemplar` [h, w, 3] float32 in [0, 1].
 
     block: block side in px (default: default_block_size); overlap: px shared by
     neighbouring blocks (default block // 4); rng: a numpy Generator; tileable: the texture
     wraps around (its right edge continues into its left, its bottom into its top), so
-    copies of it tile without a seam.
+    copies of it tile without a seam; feather: the seams' blending width in px (0: hard
+    cuts, every output pixel an exemplar pixel).
     """
     exemplar = np.ascontiguousarray(exemplar, np.float32)
     squared = exemplar * exemplar
@@ -134,6 +138,8 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
             if bottom > 0:
                 mask[-bottom:] = np.minimum(mask[-bottom:],
                                             1 - _cut_mask(difference[-bottom:].T).T)
+            if feather:
+                mask = cv2.GaussianBlur(mask, (0, 0), feather, borderType=cv2.BORDER_REPLICATE)
             mask = np.where(known, mask, 1.0)[..., None]
             canvas[window] = mask * patch + (1 - mask) * region
             filled[window] = True

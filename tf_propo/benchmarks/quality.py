@@ -38,17 +38,19 @@ TIERS = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("targets", None, "A folder (its held-out split is used) or image files.")
-flags.DEFINE_integer("holdout", 5, "With a folder: every N-th texture of its sorted list, the "
-                     "split the bundled models were trained without.", lower_bound=1)
-flags.DEFINE_list("methods", ["quilt:fast", "quilt+16:balanced", "propo:fast", "ot:eigh:ot",
-                              "ot:sliced:ot"],
-                  "METHOD:TIER (or METHOD alone: reported, no tier) with METHOD as evaluate "
-                  "--methods takes it; gatys is the quality reference.")
-flags.DEFINE_integer("samples", 2, "Samples per target and method.", lower_bound=1)
-flags.DEFINE_integer("size", 256, "Output size in px.", lower_bound=16)
-flags.DEFINE_integer("gatys_steps", 100, "gatys: L-BFGS steps.", lower_bound=1)
-flags.DEFINE_string("out", None, "Directory for evaluate's results.csv, report.md and grids.")
+if __name__ == "__main__":  # flags only for the app: the tests import its arithmetic
+    flags.DEFINE_list("targets", None, "A folder (its held-out split is used) or image files.")
+    flags.DEFINE_integer("holdout", 5, "With a folder: every N-th texture of its sorted list, "
+                         "the split the bundled models were trained without.", lower_bound=1)
+    flags.DEFINE_list("methods", ["quilt:fast", "quilt+16:balanced", "propo:fast",
+                                  "ot:eigh:ot", "ot:sliced:ot"],
+                      "METHOD:TIER (or METHOD alone: reported, no tier) with METHOD as "
+                      "evaluate --methods takes it; gatys is the quality reference.")
+    flags.DEFINE_integer("samples", 2, "Samples per target and method.", lower_bound=1)
+    flags.DEFINE_integer("size", 256, "Output size in px.", lower_bound=16)
+    flags.DEFINE_integer("gatys_steps", 100, "gatys: L-BFGS steps.", lower_bound=1)
+    flags.DEFINE_string("out", None, "Directory for evaluate's results.csv, report.md and "
+                        "grids.")
 
 
 def parse_methods(specs):
