@@ -1,5 +1,5 @@
 """SavedModel for TF Serving, written with Keras' ExportArchive (it tracks the Keras 3
-variables itself; DESIGN.md §4: a hand-made tf.Module lost them).
+variables itself; a hand-made tf.Module saved with tf.saved_model.save lost them).
 
 Signatures (all tensors unbatched; one texture per request):
 

@@ -158,7 +158,7 @@ def test_tflite_variants_match_keras(quantize, tflite_exports, pipeline):
         ratio = evaluation.texture_loss(exported) / evaluation.texture_loss(reference)
         assert error < 0.15 and 0.9 < ratio[0] < 1.1, (error, ratio)
     else:
-        # The issue's goal is a texture loss within 5% of Keras'; on the bundled model over 78
+        # The goal is a texture loss within 5% of Keras'; on the bundled model over 78
         # samples (benchmarks/export_parity) full int8 is 93x and dynamic 1.25x (README). What
         # holds here: a texture of the right statistics' order, not garbage.
         assert np.isfinite(exported).all() and 0 <= exported.min() and exported.max() <= 1

@@ -132,7 +132,7 @@ def test_bad_ot_input(tmp_path, normalized_weights):
 
 def test_bundled_decoders_make_textures(tmp_path, normalized_weights):
     """The default `--method=ot` on the real, bundled decoders, and every strategy on them:
-    far below the issue's 0.2 loss/noise on a real photographic texture (128 px keeps it
+    far below 0.2 loss/noise on a real photographic texture (128 px keeps it
     fast; the strategies other than the default run in-process on one loaded model)."""
     from tf_propo import image_io, methods, metrics
     from tf_propo.ot.synthesis import BUNDLED_DECODERS_SHA256, bundled_decoders

@@ -22,7 +22,7 @@ def test_stage_layer_sets_are_progressive():
 
 
 def test_full_width_matches_the_authors_parameter_counts():
-    # PAPER.md, counted from the authors' code: 20.6M for a 5-layer stage, 28.0M for ProPO.
+    # Counted from the authors' code: 20.6M for a 5-layer stage, 28.0M for ProPO.
     stage = po.build_pseudo_optimizer(texture.TEXTURE_LAYERS, width=1.0)
     assert abs(stage.count_params() - 20.6e6) < 0.05e6
     total = sum(po.build_pseudo_optimizer(s, 1.0, name=f"s{i}").count_params()

@@ -1,7 +1,7 @@
 """Texture statistics as small pure functions: Gram matrices, the texture loss, its closed-form
 gradient with respect to the features, and sample diversity.
 
-The loss is the authors' (PAPER.md, DESIGN.md §1): for each layer l with C channels and
+The loss is the authors' (their released code, as Gatys et al.'s): for each layer l with C channels and
 N = H·W positions,
 
     G(l) = Fᵀ F / N

@@ -42,7 +42,7 @@ flags.DEFINE_float("control_epsilon", 1e-4, "The Keras control's noise change (t
                    lower_bound=0)
 flags.DEFINE_integer("threads", 2, "LiteRT (XNNPACK) threads.", lower_bound=1)
 
-WITHIN = 0.05  # the issue's int8 goal: texture loss within 5% of Keras'
+WITHIN = 0.05  # the int8 goal: texture loss within 5% of Keras'
 
 
 def summarize(name, errors, ratios):

@@ -1,0 +1,55 @@
+"""The documentation stays readable: a one-screen README, links and pictures that resolve, and
+no words about the machines and tooling the project was built with."""
+
+import os
+import re
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+# Phrases of the build environment, not of a user's world (this file is not scanned).
+BUILD_WORDS = re.compile("|".join([
+    r"\$OUT\b", r"\bcarry=\[", r"\blent\b", r"\bborrowed\b", r"\bfiles_fetch\b",
+    r"\b(?:PAPER|DESIGN|OT)\.md\b", r"\bthe issue\b", r"\bissue's\b", r"\bwork tickets?\b",
+    r"\bGPU session\b", r"\bsession's\b"]), re.IGNORECASE)
+TEXT = (".md", ".py", ".flags", ".cfg", ".toml", ".txt", ".sh", "BUILD", "run")
+
+
+def tracked(*patterns):
+    out = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return [p for p in out.splitlines() if os.path.exists(os.path.join(ROOT, p))]
+
+
+def test_readme_fits_one_screen():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert len(f.read().splitlines()) <= 150
+
+
+def test_every_relative_link_and_image_resolves():
+    documents = ["README.md"] + [p for p in tracked("docs") if p.endswith(".md")]
+    assert len(documents) > 5
+    broken = []
+    for document in documents:
+        with open(os.path.join(ROOT, document)) as f:
+            text = f.read()
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL, or an anchor in the same page
+            path = os.path.normpath(os.path.join(ROOT, os.path.dirname(document),
+                                                 target.split("#")[0]))
+            if not os.path.exists(path):
+                broken.append(f"{document}: {target}")
+    assert not broken, broken
+
+
+def test_no_build_environment_words():
+    found = []
+    for path in tracked():
+        if not path.endswith(TEXT) or path == "tests/test_docs.py":
+            continue
+        with open(os.path.join(ROOT, path), errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                if BUILD_WORDS.search(line):
+                    found.append(f"{path}:{number}: {line.strip()[:80]}")
+    assert not found, "\n".join(found)
