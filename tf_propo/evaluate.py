@@ -14,8 +14,8 @@ see the first only, and quality is also measured against the second, a real samp
 texture no method saw (`unseen_*` columns), beside the first half's own loss against it (`real`:
 what a photograph of the texture scores).
 Methods: gatys, po, adapo, propo (each needs its --model_dirs entry; propo defaults to the
-bundled model), quilt (image quilting), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after a fast method (the
-pseudo optimizer as an initialisation), timed with it.
+bundled model), quilt (image quilting), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after
+a fast method (its result as an initialisation), timed with it.
 A method whose model is missing is reported as missing, not skipped. Progress on stderr; the
 last stdout line is one JSON object (out, rows).
 """
@@ -36,9 +36,9 @@ PROTOCOLS = ("exemplar", "held_out_half")
 FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
 flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, "
-                  "quilt, ot, ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method followed by "
-                  "+N (e.g. propo+10) refines its result with N Gatys L-BFGS steps, as "
-                  "synthesize --refine_steps, and counts their time.")
+                  "quilt, ot, ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method "
+                  "followed by +N (e.g. quilt+16) refines its result with N Gatys L-BFGS steps, "
+                  "as synthesize --refine_steps, and counts their time.")
 flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
                   "propo=~/.cache/tf_propo/runs/demo.")
 flags.DEFINE_string("decoders", None, "ot: trained decoders (default: the bundled ones).")
@@ -64,7 +64,8 @@ flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_f
 COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
            "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction",
-           "novel_patch_fraction", "real_novel_patch_fraction", "unseen_texture_loss", "real_unseen_texture_loss", "unseen_ratio_to_real")
+           "novel_patch_fraction", "real_novel_patch_fraction", "unseen_texture_loss",
+           "real_unseen_texture_loss", "unseen_ratio_to_real")
 
 
 def _targets():

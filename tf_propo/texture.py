@@ -1,8 +1,8 @@
 """Texture statistics as small pure functions: Gram matrices, the texture loss, its closed-form
 gradient with respect to the features, and sample diversity.
 
-The loss is the authors' (their released code, as Gatys et al.'s): for each layer l with C channels and
-N = H·W positions,
+The loss is the authors' (their released code, as Gatys et al.'s): for each layer l with C
+channels and N = H·W positions,
 
     G(l) = Fᵀ F / N
     L_l  = (coef / 4) · mean over the C×C entries of (G(l) − Ĝ(l))²      (coef = 1e5)
