@@ -35,6 +35,10 @@ def test_gatys_run_writes_the_image_and_the_json_line(tmp_path, normalized_weigh
 
 BAD_INPUTS = {
     "negative size": (["--size=-3"], "size"),
+    "size not a number": (["--size=big"], "--size=big: expected N or WIDTHxHEIGHT"),
+    "size too large": (["--size=9000"], "16 to 8192"),
+    "non-square pseudo optimizer": (["--method=propo", "--size=64x32"], "makes squares"),
+    "more pixels than fit": (["--size=8192", "--samples=64"], "4295.0 Mpx of output need"),
     "zero steps": (["--steps=0"], "steps"),
     "zero samples": (["--samples=0"], "samples"),
     "unknown method": (["--method=foo"], "method"),
@@ -86,10 +90,11 @@ def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalize
     # Stitched from the target's own blocks: far below noise, and samples differ.
     assert record["loss_ratio"] < 0.01 and record["diversity"] > 0
     out = tmp_path / "refined.png"
-    result = run("--size=64", "--refine_steps=4", f"--out={out}", cwd=tmp_path)
+    result = run("--size=96x64", "--refine_steps=4", f"--out={out}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["texture_loss"] < record["refine"]["texture_loss_before"]
+    assert record["size"] == "96x64" and image_io.read_image(out).shape == (64, 96, 3)
     result = run("--method=gatys", "--tileable", f"--out={tmp_path}/g.png", cwd=tmp_path)
     assert result.returncode == 2 and "only --method=quilt" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()

@@ -32,7 +32,9 @@ flags.DEFINE_enum("method", "quilt", METHODS, "Synthesis method. quilt (default)
                   "training).")
 flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
                     f"bundled public-domain sample {DEFAULT_TARGET}.")
-flags.DEFINE_integer("size", 256, "Output size in px (square); any size >= 16.", lower_bound=16)
+flags.DEFINE_string("size", "256", "Output size in px: N for N x N, or WIDTHxHEIGHT (e.g. "
+                    "2048x1024); each side 16 to 8192. quilt and gatys make any shape, the "
+                    "pseudo optimizers and ot squares.")
 flags.DEFINE_integer("target_size", 256, "Resize the target so its short edge is this many "
                      "px before taking its statistics (the paper's 256); 0 keeps it as is.",
                      lower_bound=0)
@@ -81,19 +83,58 @@ flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python
                     "bundled with the package.")
 
 
+# Every result is scored by a VGG19 pass over the whole batch: measured peak memory of a run,
+# 11.8 GB at 2048² (2026-12-02, quilt), about 2.8 KB per output pixel; 4096² ran out of 24 GB.
+BYTES_PER_PIXEL = 3000
+BASE_BYTES = 1.5e9
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def output_size(text, method, samples):
+    """(height, width) of --size: "N" or "WxH"; UsageError (naming --size) otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise UsageError(f"--size={text}: expected N or WIDTHxHEIGHT, e.g. 512 or 2048x1024")
+    width, height = int(parts[0]), int(parts[-1])
+    if not (16 <= width <= 8192 and 16 <= height <= 8192):
+        raise UsageError(f"--size={text}: each side must be 16 to 8192 px")
+    if width != height and method not in ("quilt", "gatys"):
+        raise UsageError(f"--size={text}: --method={method} makes squares; quilt and gatys "
+                         "make any shape")
+    pixels = samples * width * height
+    needed, available = BASE_BYTES + BYTES_PER_PIXEL * pixels, available_memory()
+    if available is not None and needed > available:
+        raise UsageError(f"--size={text} --samples={samples}: {pixels / 1e6:.1f} Mpx of output "
+                         f"need about {needed / 1e9:.0f} GB, more than the "
+                         f"{available / 1e9:.0f} GB free here; ask for fewer samples or a "
+                         "smaller size")
+    return height, width
+
+
 def _target_path():
     if FLAGS.target:
         return FLAGS.target
     return str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)
 
 
-def _pseudo_optimizer(target, evaluation):
+def _pseudo_optimizer(target, evaluation, size):
     """po / adapo / propo from --model_dir; with --save_stages the x[0..K] strip too, as
     {path: image} to write with the result."""
     from tf_propo import image_io, methods
 
     model, model_dir = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
-    images, seconds, extra = methods.pseudo_optimizer(model, target, FLAGS.size,
+    images, seconds, extra = methods.pseudo_optimizer(model, target, size,
                                                       FLAGS.samples, FLAGS.seed)
     stages = extra.pop("stage_images")
     extra["model_dir"] = os.path.abspath(model_dir)
@@ -101,7 +142,7 @@ def _pseudo_optimizer(target, evaluation):
     outputs = {}
     if FLAGS.save_stages:
         strip_path = os.path.splitext(FLAGS.out)[0] + "_stages.png"
-        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, FLAGS.size)]
+        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, size)]
         outputs[strip_path] = image_io.tile_horizontally(tiles)
         extra["stages_out"] = os.path.abspath(strip_path)
     return images, seconds, extra, outputs
@@ -113,6 +154,7 @@ def main(argv):
     from tf_propo import image_io
 
     image_io.check_output_path(FLAGS.out)
+    height, width = output_size(FLAGS.size, FLAGS.method, FLAGS.samples)
     target_path = _target_path()
     if os.path.exists(FLAGS.out) and os.path.exists(target_path) \
             and os.path.samefile(FLAGS.out, target_path):
@@ -127,7 +169,7 @@ def main(argv):
 
     policy = precision.apply(FLAGS.precision)
     evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
-    noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
+    noise = metrics.reference_noise(FLAGS.seed, (height, width), FLAGS.samples)
     from tf_propo import methods
 
     outputs = {}
@@ -136,14 +178,14 @@ def main(argv):
             evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
             FLAGS.vgg_weights, policy)
     elif FLAGS.method == "quilt":
-        images, seconds, extra = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
-                                               tileable=FLAGS.tileable)
+        images, seconds, extra = methods.quilt(target, (height, width), FLAGS.samples,
+                                               FLAGS.seed, tileable=FLAGS.tileable)
     elif FLAGS.method == "ot":
         ot = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
         images, seconds, extra = methods.optimal_transport(ot, target, noise, FLAGS.seed,
                                                            FLAGS.strategy)
     else:
-        images, seconds, extra, outputs = _pseudo_optimizer(target, evaluation)
+        images, seconds, extra, outputs = _pseudo_optimizer(target, evaluation, height)
     if FLAGS.refine_steps:
         fast_loss = float(evaluation.texture_loss(images).mean())
         images, refine_seconds, _ = methods.gatys(
@@ -165,7 +207,7 @@ def main(argv):
         "noise_texture_loss": float(noise_losses.mean()),
         "loss_ratio": float(losses.mean() / noise_losses.mean()),
         "per_sample_texture_loss": [float(v) for v in losses],
-        "size": FLAGS.size,
+        "size": height if height == width else f"{width}x{height}",
         "samples": FLAGS.samples,
         "seed": FLAGS.seed,
         "precision": policy,
