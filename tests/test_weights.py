@@ -4,6 +4,7 @@ import functools
 import hashlib
 import http.server
 import os
+import struct
 import threading
 
 import numpy as np
@@ -198,3 +199,18 @@ def test_normalized_weights_are_the_normalised_vgg(normalized_weights, sample_pa
     kernel, bias = normalized_weights["preprocess"]
     np.testing.assert_allclose(kernel, weights.caffe_preprocess()[0], atol=1e-3)
     np.testing.assert_allclose(bias, weights.caffe_preprocess()[1], atol=1e-2)
+
+
+@pytest.mark.parametrize("count", [2**40, -5])
+def test_a_pth_storage_count_beyond_the_file_is_refused_before_reading(tmp_path, count):
+    path = tmp_path / "vgg.pth"
+    torch_format.save_legacy(path, torch_state(vgg_shaped_random_weights()))
+    with open(path, "rb") as f:
+        for _ in range(5):  # magic, protocol, sys info, state dict, storage keys
+            weights._unpickle(f)
+        offset = f.tell()
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 8] = struct.pack("<q", count)
+    path.write_bytes(bytes(data))
+    with pytest.raises(weights.WeightsError, match=f"corrupt storage size \\({count} elements"):
+        weights.load_weights(f"file:{path}")

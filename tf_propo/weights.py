@@ -254,9 +254,13 @@ def _read_legacy_pth(f, origin):
         if len(head) != 8 or ref is None:
             raise WeightsError(f"{origin}: truncated or inconsistent checkpoint")
         (numel,) = struct.unpack("<q", head)
+        here = f.tell()
+        remaining = f.seek(0, io.SEEK_END) - here
+        f.seek(here)
+        if not 0 <= numel * ref.dtype.itemsize <= remaining:  # before allocating anything
+            raise WeightsError(f"{origin}: truncated checkpoint or corrupt storage size "
+                               f"({numel} elements)")
         data = f.read(numel * ref.dtype.itemsize)
-        if numel < 0 or len(data) != numel * ref.dtype.itemsize:
-            raise WeightsError(f"{origin}: truncated checkpoint")
         storages[str(key)] = np.frombuffer(data, ref.dtype.newbyteorder("<"))
     return state, storages
 
