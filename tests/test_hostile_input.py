@@ -156,3 +156,14 @@ def test_a_second_training_run_into_a_held_model_dir_is_refused(tmp_path):
 
     model_dir.hold(str(run))  # free again once the holder is gone
     model_dir._HELD.pop().close()
+
+
+def test_a_weights_home_that_is_a_file_is_one_error_line(tmp_path):
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    result = subprocess.run([sys.executable, "-m", "tf_propo.synthesize",
+                             f"--out={tmp_path}/o.png"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "TF_PROPO_HOME": str(home)})
+    line = one_error_line(result)
+    assert "TF_PROPO_HOME" in line and "Not a directory" in line
+    assert not (tmp_path / "o.png").exists()

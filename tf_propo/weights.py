@@ -464,7 +464,12 @@ def _fetch_imagenet(url, md5):
 
 def _weights_dir(home_dir=None):
     path = os.path.join(home_dir or home(), "weights")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        variable = "" if home_dir else " (TF_PROPO_HOME)"
+        raise WeightsError(f"cannot use the weights cache {path}{variable}: {e.strerror}; "
+                           "point TF_PROPO_HOME at a writable folder") from None
     return path
 
 
