@@ -23,6 +23,7 @@ import sys
 import time
 
 from tf_propo import cli
+from tf_propo import files
 
 from absl import flags
 
@@ -68,6 +69,9 @@ def _check_flags():
     """What needs no TensorFlow: checked before its import."""
     if not FLAGS.out:
         raise UsageError("--out is required")
+    blocked = files.unwritable_parent(FLAGS.out)
+    if blocked:  # checked before a conversion that can take a minute
+        raise UsageError(f"--out={FLAGS.out}: cannot write to {blocked}")
     if FLAGS.format in ("saved_model", "compact"):
         if os.path.exists(FLAGS.out):
             raise UsageError(f"--out={FLAGS.out} already exists; a {FLAGS.format} export "

@@ -167,3 +167,15 @@ def test_a_weights_home_that_is_a_file_is_one_error_line(tmp_path):
     line = one_error_line(result)
     assert "TF_PROPO_HOME" in line and "Not a directory" in line
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("module, out", [
+    ("tf_propo.export", "blocker/model.tflite"), ("tf_propo.evaluate", "blocker/eval"),
+    ("tf_propo.synthesize", "blocker/o.png")])
+def test_an_out_below_a_file_is_refused_before_any_work(tmp_path, module, out):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    args = ["--format=tflite"] if module == "tf_propo.export" else []
+    if module == "tf_propo.evaluate":
+        args = [f"--targets={SAMPLES}"]
+    line = one_error_line(app(module, *args, f"--out={tmp_path / out}"))
+    assert "cannot write to" in line and str(tmp_path / "blocker") in line

@@ -5,6 +5,17 @@ import shutil
 import tempfile
 
 
+def unwritable_parent(path):
+    """The folder that stops `path` from being created (its nearest existing ancestor, when
+    that is a file or not writable), or None if it can be: checked before any long work."""
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        return existing
+    return None
+
+
 def atomic_write(path, write, suffix=""):
     """Call write(f) on a binary temp file beside `path`, then rename it to `path`."""
     parent = os.path.dirname(os.path.abspath(path))

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from tf_propo.errors import UsageError
-from tf_propo.files import atomic_write
+from tf_propo.files import atomic_write, unwritable_parent
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
@@ -222,12 +222,9 @@ def check_output_path(path):
     ext = os.path.splitext(path)[1].lower()
     if ext not in WRITABLE_EXTENSIONS:
         raise ImageError(f"{path}: output must end in one of {', '.join(WRITABLE_EXTENSIONS)}")
-    parent = os.path.dirname(os.path.abspath(path))
-    existing = parent
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        raise ImageError(f"{path}: cannot write to {existing}")
+    blocked = unwritable_parent(path)
+    if blocked:
+        raise ImageError(f"{path}: cannot write to {blocked}")
 
 
 def write_image(path, image):
