@@ -18,7 +18,7 @@ from tf_propo.errors import UsageError
 
 import importlib.resources
 
-METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")  # methods.METHODS, without importing TF
+METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")  # methods.METHODS, TF not imported
 DEFAULT_TARGET = "material_metall006.png"
 
 FLAGS = flags.FLAGS
@@ -57,8 +57,8 @@ flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gat
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
 flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot/quilt: then this many Gatys steps "
                      "(--optimizer) from the fast method's result; 0 (default): none. 10-30 "
-                     "steps lower ProPO's loss 4-150x and lighten its dark blobs (README, "
-                     "Synthesis).", lower_bound=0)
+                     "steps lower ProPO's loss 4-150x and lighten its dark blobs; 16 after "
+                     "quilt come close to Gatys (docs/synthesis.md).", lower_bound=0)
 flags.register_multi_flags_validator(
     ["refine_steps", "method"], lambda f: not (f["refine_steps"] and f["method"] == "gatys"),
     "--refine_steps refines a fast method's result; for gatys use --steps")
