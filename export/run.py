@@ -35,9 +35,12 @@ def interpreter(model_path=None, model_content=None, threads=THREADS):
     """A LiteRT interpreter (XNNPACK, `threads` threads) with its tensors allocated."""
     from ai_edge_litert.interpreter import Interpreter
 
-    result = Interpreter(model_path=model_path, model_content=model_content,
-                         num_threads=threads)
-    result.allocate_tensors()
+    from tf_propo import native_stderr
+
+    with native_stderr.captured():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        result = Interpreter(model_path=model_path, model_content=model_content,
+                             num_threads=threads)
+        result.allocate_tensors()
     return result
 
 

@@ -142,7 +142,10 @@ def _convert_saved_model(saved, quantize, representative):
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    from tf_propo import native_stderr
+
+    with native_stderr.captured():  # the converter's MLIR and TensorFlow log lines
+        return converter.convert()
 
 
 def int8_weights(content, integer_vgg=False):
@@ -168,6 +171,9 @@ def int8_weights(content, integer_vgg=False):
         convs = "|".join(n for n in CONV_NAMES if n.startswith("conv"))
         recipe.add_dynamic_config(regex=f"/({convs})_", num_bits=8,
                                   operation_name=TFLOperationName.CONV_2D)
-    result = quantizer.Quantizer(content, recipe.get_quantization_recipe()).quantize(
-        enable_progress_report=False, enable_progress_bar=False)
+    from tf_propo import native_stderr
+
+    with native_stderr.captured():
+        result = quantizer.Quantizer(content, recipe.get_quantization_recipe()).quantize(
+            enable_progress_report=False, enable_progress_bar=False)
     return bytes(result.quantized_model)

@@ -179,3 +179,31 @@ def test_an_out_below_a_file_is_refused_before_any_work(tmp_path, module, out):
         args = [f"--targets={SAMPLES}"]
     line = one_error_line(app(module, *args, f"--out={tmp_path / out}"))
     assert "cannot write to" in line and str(tmp_path / "blocker") in line
+
+
+def test_a_full_disk_leaves_no_folder_behind_and_is_one_line(tmp_path):
+    import errno
+
+    from tf_propo import files
+
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "a"))
+
+    with pytest.raises(OSError):
+        files.atomic_write(tmp_path / "a" / "b" / "o.png", full)
+    with pytest.raises(OSError):
+        files.atomic_directory(tmp_path / "c" / "d", lambda folder: full(None))
+    assert os.listdir(tmp_path) == []  # not even the folders made on the way
+    script = tmp_path / "full.py"
+    script.write_text(textwrap.dedent("""
+        import errno
+        from tf_propo import cli
+
+        def main(argv):
+            raise OSError(errno.ENOSPC, "No space left on device", "out/o.png")
+
+        cli.run(main, tensorflow=False)
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60)
+    assert one_error_line(result, code=2) == "error: out/o.png: No space left on device"

@@ -9,14 +9,15 @@ line the command-line contract promises. So the import and the device probe run 
 descriptor 2 pointed at a temp file, replayed only if they fail.
 """
 
+import errno
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from tf_propo import native_stderr
 from tf_propo.errors import UsageError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,23 +34,10 @@ def import_tensorflow_quietly():
     """Import TensorFlow and probe its devices with stderr captured (see the module doc)."""
     if "tensorflow" in sys.modules:
         return
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        sys.stderr.flush()
-        os.dup2(log.fileno(), 2)
-        try:
-            import tensorflow as tf
+    with native_stderr.captured():
+        import tensorflow as tf
 
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+        tf.config.list_physical_devices()
 
 
 def fail(message):
@@ -64,6 +52,12 @@ def _parse_flags(argv):
         return flags.FLAGS(argv)
     except flags.Error as e:
         fail(str(e).splitlines()[0])
+
+
+# Failures of the machine, not of the program: a full disk, a quota, a read-only file system,
+# a permission. They end like bad input (one line, exit 2), and what was half-written is gone.
+_ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.ENAMETOOLONG}
 
 
 def run(main, tensorflow=True):
@@ -89,6 +83,8 @@ def run(main, tensorflow=True):
         except Exception as e:  # a bug: one line, unless --debug asks for the traceback
             if flags.FLAGS.debug:
                 raise
+            if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRORS:
+                fail(f"{e.filename}: {e.strerror}" if e.filename else e.strerror)
             first = (str(e).strip().splitlines() or [""])[0]
             sys.stderr.write(f"error: unexpected {type(e).__name__}: {first} (a bug; run "
                              "again with --debug for the traceback and report it)\n")

@@ -16,11 +16,35 @@ def unwritable_parent(path):
     return None
 
 
-def atomic_write(path, write, suffix=""):
-    """Call write(f) on a binary temp file beside `path`, then rename it to `path`."""
+def _make_parents(path):
+    """Create the missing folders above `path`; returns them, the deepest first."""
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
+    missing = []
+    while not os.path.exists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return missing
+
+
+def _remove_folders(folders):
+    for folder in folders:  # deepest first; one that is no longer empty stays
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
+
+
+def atomic_write(path, write, suffix=""):
+    """Call write(f) on a binary temp file beside `path`, then rename it to `path`. A failure
+    (a full disk, an interrupt) leaves neither the file nor the folders made for it."""
+    created = _make_parents(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix,
+                                   dir=os.path.dirname(os.path.abspath(path)))
+    except BaseException:
+        _remove_folders(created)
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -29,6 +53,7 @@ def atomic_write(path, write, suffix=""):
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
+        _remove_folders(created)
         raise
 
 
@@ -37,15 +62,19 @@ def atomic_directory(path, write):
     (which must not exist); returns write's result. A failure leaves nothing behind."""
     if os.path.exists(path):
         raise FileExistsError(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    created = _make_parents(path)
+    try:
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    except BaseException:
+        _remove_folders(created)
+        raise
     try:
         result = write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give what mkdir would
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_folders(created)
         raise
     return result
 

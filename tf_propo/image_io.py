@@ -9,15 +9,14 @@ Size limits: each side at least MIN_SIDE px (the texture loss pools four times),
 MAX_SIDE px (a decompression bomb is refused from its header, before decoding).
 """
 
-import contextlib
 import os
 import stat
 import struct
-import sys
 
 import cv2
 import numpy as np
 
+from tf_propo import native_stderr
 from tf_propo.errors import UsageError
 from tf_propo.files import atomic_write, unwritable_parent
 
@@ -113,22 +112,6 @@ def _webp_size(data):
     return None
 
 
-@contextlib.contextmanager
-def _stderr_silenced():
-    """File descriptor 2 pointed at /dev/null: libpng prints its own "libpng error" line
-    there, besides the one error line this module raises."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _header_size(kind, data):
     """(width, height) read from the header without decoding, or None where unknown."""
     if kind == "png" and len(data) >= 24:
@@ -201,7 +184,7 @@ def read_image(path):
     if kind == "jpeg" and not _jpeg_complete(data):
         # libjpeg pads a truncated file with grey and only warns; refuse it instead.
         raise ImageError(f"{path}: corrupt or truncated JPEG")
-    with _stderr_silenced():
+    with native_stderr.captured(replay_on_error=False):  # libpng's own "libpng error" line
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError(f"{path}: corrupt or truncated {kind.upper()} image")
