@@ -21,13 +21,14 @@ def test_docstring_examples_run():
 
 def test_presets_are_listed_with_their_size():
     presets = {p.name: p for p in tf_propo.list_presets()}
-    assert {"quilt", "quilt_refined", "propo", "gatys", "ot_sliced", "ot_eigh"} <= set(presets)
+    assert {"quilt", "quilt_raw", "quilt_refined", "propo", "gatys", "ot_sliced",
+            "ot_eigh"} <= set(presets)
     assert presets["quilt"].megabytes == 0 and 1 < presets["propo"].megabytes < 10
     assert all(p.description for p in presets.values())
     assert set(tf_propo.__all__) >= {"TextureSynthesizer", "list_presets", "texture_loss"}
 
 
-def test_quilt_preset_any_shape_tileable_seeded():
+def test_quilt_preset_any_shape_tileable_seeded(normalized_weights):
     synth = tf_propo.TextureSynthesizer.from_preset("quilt")
     images = synth.generate(TARGET, size=(96, 160), samples=2, seed=3, tileable=True)
     assert images.shape == (2, 96, 160, 3) and images.dtype == np.uint8

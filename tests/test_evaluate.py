@@ -206,6 +206,8 @@ def test_bad_evaluation_input(tmp_path):
         ([f"--targets={SAMPLES}", "--size=40"], "multiple of 16"),
         ([f"--targets={SAMPLES}", "--precision=float8"], "--precision"),
         ([f"--targets={SAMPLES}", "--protocol=halves"], "--protocol"),
+        ([f"--targets={SAMPLES}", "--size=100000"], "size"),
+        ([f"--targets={SAMPLES}", "--size=8192", "--samples=64"], "Mpx of images need"),
     ]
     for args, message in cases:
         result = evaluate(*args, f"--out={tmp_path / 'eval'}")

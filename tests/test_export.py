@@ -3,6 +3,7 @@ every TFLite variant against Keras under LiteRT, the LiteRT runner, and bad inpu
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -31,6 +32,10 @@ def command(module, *args):
 
 def last_json(result):
     assert result.returncode == 0, result.stderr
+    # Progress only: no line of TensorFlow's, the converter's or XNNPACK's own logging.
+    native = [line for line in result.stderr.splitlines()
+              if re.match(r"[IWEF]\d{4} |INFO: |WARNING: |.*XNNPACK|.*absl::", line)]
+    assert not native, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -58,7 +63,8 @@ def saved_model(model_dir, tmp_path_factory):
 def test_serving_signature_reproduces_the_synthesis_command(saved_model, model_dir, tmp_path):
     png = tmp_path / "cli.png"
     last_json(command("tf_propo.synthesize", "--method=propo", f"--model_dir={model_dir}",
-                      f"--target={TARGET}", "--size=64", "--seed=3", f"--out={png}"))
+                      f"--target={TARGET}", "--size=64", "--seed=3", "--precision=float32",
+                      f"--out={png}"))  # the export computes in float32
     from_cli = image_io.to_uint8(image_io.read_image(str(png))).astype(int)
     loaded = tf.saved_model.load(str(saved_model))
     target = image_io.to_uint8(image_io.read_image(TARGET))

@@ -39,3 +39,52 @@ def test_reference_noise_is_seeded():
     assert a.shape == (2, 16, 24, 3)
     np.testing.assert_array_equal(a, metrics.reference_noise(5, (16, 24), samples=2))
     assert not np.array_equal(a, metrics.reference_noise(6, (16, 24), samples=2))
+
+
+def _quadratic(scale, centre):
+    """loss_and_gradient of Σ scale·(x − centre)², float64 maths behind float32 tensors."""
+    import tensorflow as tf
+
+    def loss_and_gradient(image):
+        x = image.numpy().astype(np.float64)
+        return (tf.constant(np.sum(scale * (x - centre) ** 2)),
+                tf.constant((2 * scale * (x - centre)).astype(np.float32)))
+    return loss_and_gradient
+
+
+def test_projected_lbfgs_reaches_the_bounded_minimum_of_a_quadratic():
+    rng = np.random.default_rng(0)
+    shape = (1, 6, 5, 3)
+    scale = rng.uniform(0.5, 20.0, shape)  # badly conditioned: plain gradient steps crawl
+    centre = rng.uniform(-0.5, 1.5, shape)  # about half the minimum lies on the bounds
+    start = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+    losses = []
+    result = gatys.projected_lbfgs(_quadratic(scale, centre), start, steps=60,
+                                   on_step=lambda loss, current: losses.append(loss))
+    np.testing.assert_allclose(result, np.clip(centre, 0.0, 1.0), atol=1e-3)
+    assert result.dtype == np.float32 and result.shape == shape
+    assert all(b < a for a, b in zip(losses, losses[1:]))  # every accepted step descends
+
+
+def test_projected_lbfgs_stops_where_no_step_descends():
+    centre = np.full((1, 2, 2, 3), 0.25)
+    calls = []
+    quadratic = _quadratic(np.ones_like(centre), centre)
+
+    def counted(image):
+        calls.append(1)
+        return quadratic(image)
+
+    result = gatys.projected_lbfgs(counted, centre.astype(np.float32), steps=50)
+    np.testing.assert_allclose(result, centre, atol=1e-7)
+    assert len(calls) <= 1 + 6  # the start, then one direction's backtracking: no 50 steps
+
+
+def test_gatys_synthesize_takes_the_projected_optimizer(normalized_weights, sample_paths):
+    target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 64)
+    evaluation = metrics.TextureMetrics(target)
+    noise = metrics.reference_noise(seed=3, size=32)
+    image = gatys.synthesize(evaluation.encoder, evaluation.target_grams, noise, steps=10,
+                             optimizer="lbfgs_projected")
+    assert evaluation.texture_loss(image)[0] < 0.1 * evaluation.texture_loss(noise)[0]
+    assert image.min() >= 0.0 and image.max() <= 1.0

@@ -139,7 +139,8 @@ def test_bundled_decoders_make_textures(tmp_path, normalized_weights):
 
     config = json.loads(open(os.path.join(bundled_decoders(), "config.json")).read())
     assert config["weights_sha256"] == BUNDLED_DECODERS_SHA256
-    result = synthesize("--size=128", "--seed=1", f"--out={tmp_path / 'default.png'}")
+    result = synthesize("--size=128", "--seed=1", "--precision=float32",
+                        f"--out={tmp_path / 'default.png'}")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["strategy"] == "sliced" and record["loss_ratio"] < 0.05

@@ -70,7 +70,7 @@ def test_refine_steps_polish_the_bundled_propo_with_gatys(tmp_path, normalized_w
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     refine = record["refine"]
-    assert refine["steps"] == 5 and refine["optimizer"] == "lbfgs"
+    assert refine["steps"] == 5 and refine["seconds"] > 0
     # The fast result's loss is the last stage's; five L-BFGS steps from it lower it.
     assert refine["texture_loss_before"] == pytest.approx(record["stages"][-1], rel=1e-5)
     assert record["texture_loss"] < 0.8 * refine["texture_loss_before"]

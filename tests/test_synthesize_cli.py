@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tf_propo import image_io
@@ -38,7 +39,9 @@ BAD_INPUTS = {
     "size not a number": (["--size=big"], "--size=big: expected N or WIDTHxHEIGHT"),
     "size too large": (["--size=9000"], "16 to 8192"),
     "non-square pseudo optimizer": (["--method=propo", "--size=64x32"], "makes squares"),
-    "more pixels than fit": (["--size=8192", "--samples=64"], "4295.0 Mpx of output need"),
+    "more pixels than fit": (["--size=8192", "--samples=64"], "4295.0 Mpx of images need"),
+    "a target too large to score": (["--target={big}", "--target_size=0"],
+                                    "after --target_size=0"),
     "zero steps": (["--steps=0"], "steps"),
     "zero samples": (["--samples=0"], "samples"),
     "unknown method": (["--method=foo"], "method"),
@@ -50,6 +53,9 @@ BAD_INPUTS = {
     "bad output extension": (["--out={tmp}/o.txt"], "must end in"),
     "ot without decoders": (["--method=ot", "--decoders={tmp}/none"], "no such directory"),
     "pseudo optimizer without a model": (["--method=po"], "needs --model_dir"),
+    "polish of another method": (["--method=gatys", "--polish_steps=2"],
+                                 "only --method=quilt is polished"),
+    "negative polish": (["--polish_steps=-1"], "polish_steps"),
     "missing weights file": (["--vgg_weights=file:/nonexistent.npz", "--size=16"],
                              "does not exist"),
     "unknown weights source": (["--vgg_weights=vgg16", "--size=16"], "unknown VGG19"),
@@ -61,7 +67,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     text = tmp_path / "notes.png"
     text.write_text("not an image at all\n")
     args, message = BAD_INPUTS[case]
-    args = [a.format(text=text, tmp=tmp_path) for a in args]
+    big = tmp_path / "big.png"
+    if any("{big}" in a for a in args):  # 8192² of flat grey: a few KB of PNG
+        import cv2
+
+        cv2.imwrite(str(big), np.full((8192, 8192, 3), 128, np.uint8))
+    args = [a.format(text=text, tmp=tmp_path, big=big) for a in args]
     if not any(a.startswith("--out") for a in args):
         args.append(f"--out={tmp_path}/o.png")
     result = run(*args, cwd=tmp_path)
@@ -70,7 +81,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
-    assert sorted(os.listdir(tmp_path)) == ["notes.png"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["notes.png"] + (["big.png"] if big.exists()
+                                                                   else []))
 
 
 def test_default_target_is_a_bundled_sample():
@@ -85,6 +97,7 @@ def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalize
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["method"] == "quilt" and record["tileable"] is True
+    assert record["polish_steps"] == 8  # quilting is polished unless asked not to be
     image = image_io.read_image(tmp_path / "texture.png")
     assert image.shape == (100, 2 * 100 + 4, 3)
     # Stitched from the target's own blocks: far below noise, and samples differ.
@@ -95,6 +108,9 @@ def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalize
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["texture_loss"] < record["refine"]["texture_loss_before"]
     assert record["size"] == "96x64" and image_io.read_image(out).shape == (64, 96, 3)
+    result = run("--size=64", "--polish_steps=0", f"--out={tmp_path}/raw.png", cwd=tmp_path)
+    assert result.returncode == 0
+    assert json.loads(result.stdout.strip().splitlines()[-1])["polish_steps"] == 0
     result = run("--method=gatys", "--tileable", f"--out={tmp_path}/g.png", cwd=tmp_path)
     assert result.returncode == 2 and "only --method=quilt" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()

@@ -29,6 +29,7 @@ from tf_propo import cli
 
 from absl import flags
 
+from tf_propo import memory
 from tf_propo.errors import UsageError
 
 PROTOCOLS = ("exemplar", "held_out_half")
@@ -37,14 +38,15 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
 flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, "
                   "quilt, ot, ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method "
-                  "followed by +N (e.g. quilt+16) refines its result with N Gatys L-BFGS steps, "
-                  "as synthesize --refine_steps, and counts their time.")
+                  "followed by +N (e.g. quilt+48) refines its result with N L-BFGS steps of "
+                  "Gatys' loss, as synthesize --refine_steps, and counts their time.")
 flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
                   "propo=~/.cache/tf_propo/runs/demo.")
 flags.DEFINE_string("decoders", None, "ot: trained decoders (default: the bundled ones).")
 flags.DEFINE_integer("samples", 3, "Samples per target and method (diversity needs >= 2).",
                      lower_bound=1)
-flags.DEFINE_integer("size", 256, "Output size in px (a multiple of 16).", lower_bound=16)
+flags.DEFINE_integer("size", 256, "Output size in px (a multiple of 16).", lower_bound=16,
+                     upper_bound=8192)
 flags.DEFINE_integer("target_size", 256, "Short edge the target is resized to.", lower_bound=16)
 flags.DEFINE_integer("gatys_steps", 300, "gatys: L-BFGS iterations.", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Noise seed, the same for every method.", lower_bound=0,
@@ -55,11 +57,14 @@ flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "exemplar: the methods see 
                   "one half of each target, quality is also measured against the other half "
                   "(unseen_* columns) and set beside that of the seen half itself (a real "
                   "sample of the texture).")
+flags.DEFINE_integer("polish_steps", 8, "quilt: shallow-layer L-BFGS steps after stitching, "
+                     "as synthesize --polish_steps (0: the quilt as stitched).", lower_bound=0)
 flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
-                  "Policy the fast methods (po, adapo, propo, ot) are built and timed under "
-                  "(auto: mixed_bfloat16 on CPUs with AVX512-BF16 or AMX and on recent GPUs). "
-                  "Gatys and the +N refinements always run in float32 (L-BFGS-B stops early "
-                  "on bfloat16 gradients); every loss is measured in float32.")
+                  "Policy the fast methods (po, adapo, propo, ot, quilt's polish) and the +N "
+                  "refinements are built and timed under (auto: mixed_bfloat16 on CPUs with "
+                  "AVX512-BF16 or AMX and on recent GPUs). Gatys always runs in float32 "
+                  "(L-BFGS-B stops early on bfloat16 gradients); every loss is measured in "
+                  "float32.")
 
 COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
@@ -168,13 +173,15 @@ class Runner:
             images, seconds = methods.optimal_transport(model, target, noise, FLAGS.seed,
                                                         strategy)[:2]
         elif name == "quilt":
-            images, seconds = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed)[:2]
+            images, seconds = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
+                                            polish_steps=FLAGS.polish_steps,
+                                            policy=self.policy)[:2]
         else:
             images, seconds = methods.pseudo_optimizer(model, target, FLAGS.size,
                                                        FLAGS.samples, FLAGS.seed)[:2]
         if refine:
-            images, refine_seconds, _ = methods.gatys(evaluation, images, refine,
-                                                      progress=False)
+            images, refine_seconds, _ = methods.refine(target, images, refine,
+                                                       policy=self.policy)
             seconds += refine_seconds
         return images, seconds
 
@@ -208,6 +215,11 @@ def main(argv):
                              "rows and grids would be confused")
     images = {path: image_io.resize_short_edge(image_io.read_image(path), FLAGS.target_size)
               for path in targets}  # every target is read (and checked) before any work
+    largest = max(images, key=lambda p: images[p].shape[0] * images[p].shape[1])
+    memory.check_fits(FLAGS.samples * FLAGS.size**2 + images[largest][..., 0].size,
+                      f"--size={FLAGS.size} --samples={FLAGS.samples} with {largest} at "
+                      f"--target_size={FLAGS.target_size}",
+                      "ask for fewer samples, a smaller size or a smaller --target_size")
     cli.import_tensorflow_quietly()
     from tf_propo import metrics, precision, report
 

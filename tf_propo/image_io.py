@@ -135,6 +135,12 @@ def _check_size(path, width, height):
                          f"{MAX_SIDE} px")
 
 
+def from_uint8(image):
+    """float32 in [0, 1] from uint8 pixels, exactly as every reader here converts them (an
+    array and the file it came from must give the same texture, to the last bit)."""
+    return np.asarray(image, np.uint8).astype(np.float32) * np.float32(1.0 / 255.0)
+
+
 def _to_rgb_float(image):
     if image.dtype == np.uint8:
         scale = 1.0 / 255.0

@@ -11,6 +11,7 @@ import json
 import os
 
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
+from tf_propo import memory
 
 from absl import flags
 
@@ -23,13 +24,13 @@ DEFAULT_TARGET = "material_metall006.png"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "quilt", METHODS, "Synthesis method. quilt (default): image "
-                  "quilting, the texture stitched from blocks of the target (no training, "
-                  "well under a second, keeps the target's structure); add --refine_steps=16 "
-                  "to match its statistics closely in a few seconds. propo: the progressive "
-                  "pseudo optimizer, by default the pretrained one bundled with the package; "
-                  "po/adapo/propo with --model_dir: a model you trained; gatys: optimisation "
-                  "from noise (slow, the quality reference); ot: optimal transport (no "
-                  "training).")
+                  "quilting, the texture stitched from blocks of the target, then polished "
+                  "(--polish_steps): no training, about a second, the target's structure; add "
+                  "--refine_steps=48 to match its statistics closely in a few more seconds. "
+                  "propo: the progressive pseudo optimizer, by default the pretrained one "
+                  "bundled with the package; po/adapo/propo with --model_dir: a model you "
+                  "trained; gatys: optimisation from noise (slow, the quality reference); ot: "
+                  "optimal transport (no training).")
 flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
                     f"bundled public-domain sample {DEFAULT_TARGET}.")
 flags.DEFINE_string("size", "256", "Output size in px: N for N x N, or WIDTHxHEIGHT (e.g. "
@@ -49,16 +50,18 @@ flags.DEFINE_enum("optimizer", "lbfgs", ("lbfgs", "adam"), "gatys: L-BFGS-B with
                   "bounds (the authors' choice) or Adam with clipping.")
 flags.DEFINE_float("learning_rate", 0.02, "gatys with --optimizer=adam: step size in pixel "
                    "units.", lower_bound=0.0)
-flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
-                  "Arithmetic of the VGG passes during synthesis (metrics are always float32). "
-                  "auto picks bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs.")
+flags.DEFINE_enum("precision", "auto", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                  "Arithmetic of the VGG passes of the fast methods and of quilt's polish "
+                  "(auto: bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs, else "
+                  "float32). gatys and --refine_steps always run in float32 (L-BFGS-B stops "
+                  "early on bfloat16 gradients); the reported losses are float32.")
 flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gatys' "
                     "normalised VGG19, fetched and cached on first use), imagenet, or "
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
-flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot/quilt: then this many Gatys steps "
-                     "(--optimizer) from the fast method's result; 0 (default): none. 10-30 "
-                     "steps lower ProPO's loss 4-150x and lighten its dark blobs; 16 after "
-                     "quilt come close to Gatys (docs/synthesis.md).", lower_bound=0)
+flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot/quilt: then this many L-BFGS "
+                     "steps of Gatys' loss (one gradient each, under --precision) from the "
+                     "fast method's result; 0 (default): none. 48 after quilt come close to "
+                     "Gatys in a few seconds (docs/synthesis.md).", lower_bound=0)
 flags.register_multi_flags_validator(
     ["refine_steps", "method"], lambda f: not (f["refine_steps"] and f["method"] == "gatys"),
     "--refine_steps refines a fast method's result; for gatys use --steps")
@@ -73,6 +76,13 @@ flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "slic
                   "binned CDFs (cdf), --passes random rotations per layer.")
 flags.DEFINE_integer("passes", 3, "ot with sliced/cdf: random rotations per layer.",
                      lower_bound=1)
+flags.DEFINE_integer("polish_steps", None, "quilt: then this many L-BFGS steps on the "
+                     "shallow VGG layers' texture loss, which even out the fine grain that "
+                     "quilting skews (~40 ms each at 256² in bfloat16); 0: the quilt as "
+                     "stitched. Default: 8 for quilt.", lower_bound=0)
+flags.register_multi_flags_validator(
+    ["polish_steps", "method"], lambda f: f["polish_steps"] is None or f["method"] == "quilt",
+    "--polish_steps: only --method=quilt is polished")
 flags.DEFINE_bool("tileable", False, "quilt: a texture that wraps around (right edge into "
                   "left, bottom into top), so copies of it tile without a seam.")
 flags.register_multi_flags_validator(
@@ -81,24 +91,6 @@ flags.register_multi_flags_validator(
 flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python -m "
                     "tf_propo.train --flagfile=configs/decoders.flags). Default: the decoders "
                     "bundled with the package.")
-
-
-# Every result is scored by a VGG19 pass over the whole batch: measured peak memory of a run,
-# 11.8 GB at 2048² (2026-12-02, quilt), about 2.8 KB per output pixel; 4096² ran out of 24 GB.
-BYTES_PER_PIXEL = 3000
-BASE_BYTES = 1.5e9
-
-
-def available_memory():
-    """Bytes of memory available to a new allocation (Linux MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def output_size(text, method, samples):
@@ -112,13 +104,8 @@ def output_size(text, method, samples):
     if width != height and method not in ("quilt", "gatys"):
         raise UsageError(f"--size={text}: --method={method} makes squares; quilt and gatys "
                          "make any shape")
-    pixels = samples * width * height
-    needed, available = BASE_BYTES + BYTES_PER_PIXEL * pixels, available_memory()
-    if available is not None and needed > available:
-        raise UsageError(f"--size={text} --samples={samples}: {pixels / 1e6:.1f} Mpx of output "
-                         f"need about {needed / 1e9:.0f} GB, more than the "
-                         f"{available / 1e9:.0f} GB free here; ask for fewer samples or a "
-                         "smaller size")
+    memory.check_fits(samples * width * height, f"--size={text} --samples={samples}",
+                      "ask for fewer samples or a smaller size")
     return height, width
 
 
@@ -163,6 +150,10 @@ def main(argv):
     target = image_io.read_image(target_path)
     if FLAGS.target_size:
         target = image_io.resize_short_edge(target, FLAGS.target_size)
+    memory.check_fits(FLAGS.samples * height * width + target.shape[0] * target.shape[1],
+                      f"--target={target_path} ({target.shape[1]}x{target.shape[0]} px after "
+                      f"--target_size={FLAGS.target_size}) with --size={FLAGS.size}",
+                      "pass a smaller --target_size")
 
     cli.import_tensorflow_quietly()
     from tf_propo import metrics, precision
@@ -175,11 +166,12 @@ def main(argv):
     outputs = {}
     if FLAGS.method == "gatys":
         images, seconds, extra = methods.gatys(
-            evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
-            FLAGS.vgg_weights, policy)
+            evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate)
     elif FLAGS.method == "quilt":
-        images, seconds, extra = methods.quilt(target, (height, width), FLAGS.samples,
-                                               FLAGS.seed, tileable=FLAGS.tileable)
+        polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
+        images, seconds, extra = methods.quilt(
+            target, (height, width), FLAGS.samples, FLAGS.seed, tileable=FLAGS.tileable,
+            polish_steps=polish_steps, policy=policy, vgg_weights=FLAGS.vgg_weights)
     elif FLAGS.method == "ot":
         ot = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
         images, seconds, extra = methods.optimal_transport(ot, target, noise, FLAGS.seed,
@@ -188,12 +180,11 @@ def main(argv):
         images, seconds, extra, outputs = _pseudo_optimizer(target, evaluation, height)
     if FLAGS.refine_steps:
         fast_loss = float(evaluation.texture_loss(images).mean())
-        images, refine_seconds, _ = methods.gatys(
-            evaluation, images, FLAGS.refine_steps, FLAGS.optimizer, FLAGS.learning_rate,
-            FLAGS.vgg_weights, policy)
+        images, refine_seconds, _ = methods.refine(
+            target, images, FLAGS.refine_steps, policy=policy, tileable=FLAGS.tileable,
+            vgg_weights=FLAGS.vgg_weights)
         seconds += refine_seconds
-        extra["refine"] = {"steps": FLAGS.refine_steps, "optimizer": FLAGS.optimizer,
-                           "seconds": round(refine_seconds, 3),
+        extra["refine"] = {"steps": FLAGS.refine_steps, "seconds": round(refine_seconds, 3),
                            "texture_loss_before": fast_loss}
 
     losses = evaluation.texture_loss(images)
@@ -210,7 +201,7 @@ def main(argv):
         "size": height if height == width else f"{width}x{height}",
         "samples": FLAGS.samples,
         "seed": FLAGS.seed,
-        "precision": policy,
+        "precision": "float32" if FLAGS.method == "gatys" else policy,
         "target": os.path.abspath(target_path),
         "out": os.path.abspath(FLAGS.out),
         **extra,

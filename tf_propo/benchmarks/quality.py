@@ -42,13 +42,17 @@ if __name__ == "__main__":  # flags only for the app: the tests import its arith
     flags.DEFINE_list("targets", None, "A folder (its held-out split is used) or image files.")
     flags.DEFINE_integer("holdout", 5, "With a folder: every N-th texture of its sorted list, "
                          "the split the bundled models were trained without.", lower_bound=1)
-    flags.DEFINE_list("methods", ["quilt:fast", "quilt+16:balanced", "propo:fast",
+    flags.DEFINE_list("methods", ["quilt:fast", "quilt+48:balanced", "propo:fast",
                                   "ot:eigh:ot", "ot:sliced:ot"],
                       "METHOD:TIER (or METHOD alone: reported, no tier) with METHOD as "
                       "evaluate --methods takes it; gatys is the quality reference.")
     flags.DEFINE_integer("samples", 2, "Samples per target and method.", lower_bound=1)
     flags.DEFINE_integer("size", 256, "Output size in px.", lower_bound=16)
     flags.DEFINE_integer("gatys_steps", 100, "gatys: L-BFGS steps.", lower_bound=1)
+    flags.DEFINE_enum("precision", "auto", ("float32", "mixed_bfloat16", "mixed_float16",
+                                            "auto"),
+                      "evaluate --precision: the policy of the fast methods, quilt's polish and "
+                      "the +N refinements (gatys is float32 whatever it says).")
     flags.DEFINE_string("out", None, "Directory for evaluate's results.csv, report.md and "
                         "grids.")
 
@@ -140,7 +144,7 @@ def main(argv):
                f"--targets={','.join(targets)}",
                f"--methods={','.join(m for m, _ in methods)}", f"--samples={FLAGS.samples}",
                f"--size={FLAGS.size}", f"--gatys_steps={FLAGS.gatys_steps}",
-               f"--out={FLAGS.out}"]
+               f"--precision={FLAGS.precision}", f"--out={FLAGS.out}"]
     result = subprocess.run(command, stdout=subprocess.PIPE)  # progress on our stderr
     if result.returncode:
         raise UsageError(f"evaluate failed (exit {result.returncode})")
@@ -153,7 +157,8 @@ def main(argv):
             summary["tier"] = tier
             summary["checks"] = verdict(summary, tier) if tier else None
             summaries.append(summary)
-    print(f"{len(targets)} held-out textures, {FLAGS.size}², {FLAGS.samples} samples; "
+    print(f"{len(targets)} held-out textures, {FLAGS.size}², {FLAGS.samples} samples, "
+          f"--precision={FLAGS.precision}; "
           f"unseen × real (1 = a real photograph); details in {FLAGS.out}")
     print(table(summaries))
     print(json.dumps(summaries))
