@@ -24,6 +24,7 @@ import time
 
 from tf_propo import cli
 from tf_propo import files
+from tf_propo import memory
 
 from absl import flags
 
@@ -41,10 +42,10 @@ flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving), t
 flags.DEFINE_string("out", None, "Output: a new directory for saved_model, a .tflite file for "
                     "tflite.")
 flags.DEFINE_integer("size", 256, "tflite: output texture size in px (static; a multiple of "
-                     "16).", lower_bound=16)
+                     "16).", lower_bound=16, upper_bound=8192)
 flags.DEFINE_integer("target_size", 256, "Target size in px: the short edge the SavedModel "
                      "resizes targets to, and the tflite model's static target input "
-                     "(target_size x target_size).", lower_bound=16)
+                     "(target_size x target_size).", lower_bound=16, upper_bound=8192)
 flags.DEFINE_enum("quantize", "none", QUANTIZATIONS, "tflite: none (float32), fp16 (float16 "
                   "weights; with a compact model, e.g. the bundled one, the same output), "
                   "int8 (full-integer, calibrated on --representative; far off), dynamic "
@@ -83,6 +84,10 @@ def _check_flags():
             raise UsageError(f"--out={FLAGS.out} is a directory")
         if FLAGS.size % 16:
             raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
+    # The verification runs the model once on a sample: a texture and a target of these sizes.
+    memory.check_fits(FLAGS.size**2 + FLAGS.target_size**2,
+                      f"--size={FLAGS.size} --target_size={FLAGS.target_size}",
+                      "export smaller sizes")
     if FLAGS.format != "tflite" and FLAGS.quantize != "none":
         raise UsageError("--quantize applies to --format=tflite only")
     if FLAGS.representative and not os.path.exists(FLAGS.representative):
