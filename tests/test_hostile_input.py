@@ -207,3 +207,27 @@ def test_a_full_disk_leaves_no_folder_behind_and_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=60)
     assert one_error_line(result, code=2) == "error: out/o.png: No space left on device"
+
+
+def test_native_log_lines_are_held_back_unless_the_call_fails(tmp_path):
+    # What a C++ library writes to descriptor 2 directly (Python's sys.stderr never sees it).
+    script = tmp_path / "native.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        from tf_propo import native_stderr
+
+        with native_stderr.captured():
+            os.write(2, b"I0000 a native log line\\n")
+        print("quiet", flush=True)
+        try:
+            with native_stderr.captured():
+                os.write(2, b"libfoo: why it failed\\n")
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        os.write(2, b"after\\n")
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout == "quiet\n"
+    assert result.stderr == "libfoo: why it failed\nafter\n"
