@@ -70,9 +70,8 @@ def _check_flags():
     """What needs no TensorFlow: checked before its import."""
     if not FLAGS.out:
         raise UsageError("--out is required")
-    blocked = files.unwritable_parent(FLAGS.out)
-    if blocked:  # checked before a conversion that can take a minute
-        raise UsageError(f"--out={FLAGS.out}: cannot write to {blocked}")
+    # Checked before a conversion that can take a minute.
+    files.check_creatable(FLAGS.out, f"--out={FLAGS.out}")
     if FLAGS.format in ("saved_model", "compact"):
         if os.path.exists(FLAGS.out):
             raise UsageError(f"--out={FLAGS.out} already exists; a {FLAGS.format} export "

@@ -7,8 +7,8 @@ import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-# Pointers a reader cannot follow: design notes kept outside the repository, and tracker
-# entries ("the issue's goal") instead of the goal itself (this file is not scanned).
+# Pointers a reader cannot follow: design notes kept outside the repository, and references
+# to a bug-tracker entry in place of the goal it states (this file is not scanned).
 OUTSIDE_REFERENCES = re.compile(r"\b(?:PAPER|DESIGN|OT)\.md\b|\bthe issue\b|\bissue's\b",
                                 re.IGNORECASE)
 TEXT = (".md", ".py", ".flags", ".cfg", ".toml", ".txt", ".sh", "BUILD", "run")

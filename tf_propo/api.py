@@ -198,9 +198,7 @@ class TextureSynthesizer:
                                                   tileable))
 
     def _synthesize(self, target, height, width, samples, seed, tileable):
-        from tf_propo import methods, metrics
-
-        from tf_propo import precision
+        from tf_propo import methods, metrics, precision
 
         policy = precision.resolve("auto")
         refine = self.options.get("refine_steps", 0)

@@ -194,16 +194,14 @@ def main(argv):
     import numpy as np
 
     from tf_propo import image_io
-    from tf_propo.files import atomic_write, unwritable_parent
+    from tf_propo.files import atomic_write, check_creatable
     from tf_propo.progress import Progress
 
     if not FLAGS.out:
         raise UsageError("--out is required (a directory)")
     if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
         raise UsageError(f"--out={FLAGS.out} exists and is not a directory")
-    blocked = unwritable_parent(os.path.join(FLAGS.out, "report.md"))
-    if blocked:
-        raise UsageError(f"--out={FLAGS.out}: cannot write to {blocked}")
+    check_creatable(os.path.join(FLAGS.out, "report.md"), f"--out={FLAGS.out}")
     if FLAGS.size % 16:
         raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
     targets = _targets()

@@ -4,16 +4,17 @@ import os
 import shutil
 import tempfile
 
+from tf_propo.errors import UsageError
 
-def unwritable_parent(path):
-    """The folder that stops `path` from being created (its nearest existing ancestor, when
-    that is a file or not writable), or None if it can be: checked before any long work."""
+
+def check_creatable(path, name, error=UsageError):
+    """Raise `error` ("NAME: cannot write to FOLDER") when `path` cannot be created: its
+    nearest existing ancestor is a file or not writable. Checked before any long work."""
     existing = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        return existing
-    return None
+        raise error(f"{name}: cannot write to {existing}")
 
 
 def _make_parents(path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from tf_propo import native_stderr
 from tf_propo.errors import UsageError
-from tf_propo.files import atomic_write, unwritable_parent
+from tf_propo.files import atomic_write, check_creatable
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
@@ -135,22 +135,25 @@ def _check_size(path, width, height):
                          f"{MAX_SIDE} px")
 
 
+# The float32 factor that maps each decoded pixel type's full range onto [0, 1].
+_SCALES = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0,
+           np.dtype(np.float32): 1.0}
+
+
+def _scaled(image):
+    if image.dtype not in _SCALES:
+        raise ValueError(f"unsupported pixel type {image.dtype}")
+    return image.astype(np.float32) * np.float32(_SCALES[image.dtype])
+
+
 def from_uint8(image):
     """float32 in [0, 1] from uint8 pixels, exactly as every reader here converts them (an
     array and the file it came from must give the same texture, to the last bit)."""
-    return np.asarray(image, np.uint8).astype(np.float32) * np.float32(1.0 / 255.0)
+    return _scaled(np.asarray(image, np.uint8))
 
 
 def _to_rgb_float(image):
-    if image.dtype == np.uint8:
-        scale = 1.0 / 255.0
-    elif image.dtype == np.uint16:
-        scale = 1.0 / 65535.0
-    elif image.dtype == np.float32:
-        scale = 1.0
-    else:
-        raise ValueError(f"unsupported pixel type {image.dtype}")
-    image = image.astype(np.float32) * np.float32(scale)
+    image = _scaled(image)
     if image.ndim == 2:
         image = image[:, :, None]
     channels = image.shape[2]
@@ -211,9 +214,7 @@ def check_output_path(path):
     ext = os.path.splitext(path)[1].lower()
     if ext not in WRITABLE_EXTENSIONS:
         raise ImageError(f"{path}: output must end in one of {', '.join(WRITABLE_EXTENSIONS)}")
-    blocked = unwritable_parent(path)
-    if blocked:
-        raise ImageError(f"{path}: cannot write to {blocked}")
+    check_creatable(path, path, ImageError)
 
 
 def write_image(path, image):

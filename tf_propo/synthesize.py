@@ -51,10 +51,10 @@ flags.DEFINE_enum("optimizer", "lbfgs", ("lbfgs", "adam"), "gatys: L-BFGS-B with
 flags.DEFINE_float("learning_rate", 0.02, "gatys with --optimizer=adam: step size in pixel "
                    "units.", lower_bound=0.0)
 flags.DEFINE_enum("precision", "auto", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
-                  "Arithmetic of the VGG passes of the fast methods and of quilt's polish "
-                  "(auto: bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs, else "
-                  "float32). gatys and --refine_steps always run in float32 (L-BFGS-B stops "
-                  "early on bfloat16 gradients); the reported losses are float32.")
+                  "Arithmetic of the VGG passes of the fast methods, quilt's polish and "
+                  "--refine_steps (auto: bfloat16 on CPUs with AVX512-BF16/AMX and on recent "
+                  "GPUs, else float32). gatys always runs in float32 (L-BFGS-B stops early on "
+                  "bfloat16 gradients); the reported losses are float32.")
 flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gatys' "
                     "normalised VGG19, fetched and cached on first use), imagenet, or "
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
