@@ -31,30 +31,31 @@ def block_of(layer):
     return int(layer[4])
 
 
-def _conv(x, channels, name, activation=True, dtype=None):
-    x = vgg.BorderPad("reflect", name=f"{name}_pad")(x)
+def _conv(x, channels, name, padding, activation=True, dtype=None):
+    x = vgg.BorderPad(padding, name=f"{name}_pad")(x)
     x = keras.layers.Conv2D(channels, 3, padding="valid", name=name, dtype=dtype)(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if activation else x
 
 
-def build_decoder(layer, width=0.5, convs=2, name=None):
-    """Decoder of one layer: features [B, H/s, W/s, C] -> image [B, H, W, 3] (≈ [0, 1])."""
+def build_decoder(layer, width=0.5, convs=2, name=None, padding="reflect"):
+    """Decoder of one layer: features [B, H/s, W/s, C] -> image [B, H, W, 3] (≈ [0, 1]).
+    padding: "reflect" (trained so) or "circular" (vgg.BorderPad)."""
     block = block_of(layer)
     widths = {b: max(8, round(c * width)) for b, _, c in vgg.BLOCKS}
     features = keras.Input((None, None, vgg.channels(layer)), name=layer)
     x = features
     for b in range(block, 1, -1):
         for i in range(convs - 1 if b < block else 0):
-            x = _conv(x, widths[b], f"block{b}_conv{i}")
-        x = _conv(x, widths[b - 1], f"block{b}_out")
+            x = _conv(x, widths[b], f"block{b}_conv{i}", padding)
+        x = _conv(x, widths[b - 1], f"block{b}_out", padding)
         x = keras.layers.UpSampling2D(2, name=f"block{b}_up")(x)
     if block == 1:
-        x = _conv(x, widths[1], "block1_in")
+        x = _conv(x, widths[1], "block1_in", padding)
     else:
         for i in range(convs - 1):
-            x = _conv(x, widths[1], f"block1_conv{i}")
+            x = _conv(x, widths[1], f"block1_conv{i}", padding)
     # float32 output whatever the policy: images are compared and written in float32.
-    image = _conv(x, 3, "to_rgb", activation=False, dtype="float32")
+    image = _conv(x, 3, "to_rgb", padding, activation=False, dtype="float32")
     return keras.Model(features, image, name=name or f"decoder_{layer}")
 
 
@@ -88,9 +89,29 @@ class DecoderFamily(keras.Model):
         self.layers_decoded = tuple(sorted(layers, key=vgg.LAYER_ORDER.index))
         self.encoder = encoder
         self.feature_weight = feature_weight
+        self.width, self.convs = width, convs
         self.decoders = {layer: build_decoder(layer, width, convs) for layer in layers}
         self._encoders = {layer: keras.Model(encoder.input, encoder.get_layer(layer).output)
                           for layer in self.layers_decoded}
+
+    def padded(self, padding):
+        """({layer: encoder}, {layer: decoder}) for synthesis, padding by `padding` with the
+        trained weights: "reflect" (the decoders as trained; the encoder, trained with zeros,
+        then draws no frames, since zero padding makes border features unlike any in the
+        target) or "circular" (both wrap around: textures that tile)."""
+        if padding not in ("reflect", "circular"):
+            raise ValueError(f"padding must be reflect or circular, got {padding!r}")
+        dtype = self.encoder.get_layer("conv1_1").dtype_policy.name
+        encoder = vgg.build_encoder(self.layers_decoded, pooling=ENCODER_POOLING,
+                                    padding=padding, dtype=dtype)
+        encoder.set_weights(self.encoder.get_weights())
+        encoders = {layer: keras.Model(encoder.input, encoder.get_layer(layer).output)
+                    for layer in self.layers_decoded}
+        decoders = {}
+        for layer, trained in self.decoders.items():
+            decoders[layer] = build_decoder(layer, self.width, self.convs, padding=padding)
+            decoders[layer].set_weights(trained.get_weights())
+        return encoders, decoders
 
     @property
     def networks(self):

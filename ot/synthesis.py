@@ -60,33 +60,52 @@ def match_features(source, target, strategy, seed, passes=DEFAULT_PASSES):
 
 
 class OptimalTransportSynthesis:
-    """Encode / match / decode over a trained DecoderFamily's layers, deep to shallow."""
+    """Encode / match / decode over a trained DecoderFamily's layers, deep to shallow.
 
-    def __init__(self, family, passes=DEFAULT_PASSES):
+    padding: "reflect" (DecoderFamily.padded: no border frames) or "circular" (a texture
+    that wraps around; its sides must then be multiples of 16). The target's features are
+    taken with the same encoder.
+    """
+
+    def __init__(self, family, passes=DEFAULT_PASSES, padding="reflect"):
         self.family = family
         self.passes = passes
+        self.padding = padding
         self.layers = tuple(reversed(family.layers_decoded))  # coarse to fine
+        self.encoders, self.decoders = family.padded(padding)
+        self._variants = {}
+
+    def with_padding(self, padding):
+        """The same synthesis (the same networks' weights) padding by `padding`."""
+        if padding == self.padding:
+            return self
+        if padding not in self._variants:  # built once: a new one would be traced anew
+            self._variants[padding] = OptimalTransportSynthesis(self.family, self.passes,
+                                                                padding)
+        return self._variants[padding]
 
     def target_features(self, target):
         """{layer: [M, C]} of a target image [H, W, 3] in [0, 1]."""
-        features = self.family.encoder(tf.convert_to_tensor(target, tf.float32)[None])
-        features = {layer: subsample(flatten(features[layer])) for layer in self.layers}
+        image = tf.convert_to_tensor(target, tf.float32)[None]
+        features = {layer: subsample(flatten(self.encoders[layer](image)))
+                    for layer in self.layers}
         features["rgb"] = subsample(flatten(tf.convert_to_tensor(target, tf.float32)[None]))
         return features
 
     def synthesize(self, targets, noise, strategy, seed, timings=None):
-        """noise [1, S, S, 3] in [0, 1] -> texture [1, S, S, 3] in [0, 1]. `timings`, if a
+        """noise [1, H, W, 3] in [0, 1] (sides multiples of 16) -> texture [1, H, W, 3] in
+        [0, 1]. `timings`, if a
         dict, collects seconds per phase (encode / match / decode) — each phase is run
         eagerly then, so the split is real, not a guess."""
         seed = tf.cast(seed, tf.int64)
         image = tf.convert_to_tensor(noise, tf.float32)
         for index, layer in enumerate(self.layers):
-            features = _timed(timings, "encode", lambda: self.family.encode(image, layer))
+            features = _timed(timings, "encode", lambda: self.encoders[layer](image))
             shape = tf.shape(features)
             matched = _timed(timings, "match", lambda: match_features(
                 flatten(features), targets[layer], strategy, seed * 97 + index, self.passes))
             image = _timed(timings, "decode", lambda: tf.clip_by_value(
-                self.family.decoders[layer](tf.reshape(matched, shape)), 0.0, 1.0))
+                self.decoders[layer](tf.reshape(matched, shape)), 0.0, 1.0))
         # Colours: the decoders' small errors shift them; match the pixels' distribution too.
         shape = tf.shape(image)
         pixels = _timed(timings, "match", lambda: match_features(

@@ -67,6 +67,11 @@ def test_neural_presets_and_the_texture_loss(normalized_weights):
         propo.generate(TARGET, size=64, tileable=True)
     with pytest.raises(ValueError, match="square"):
         propo.generate(TARGET, size=(64, 96))
+    ot = tf_propo.TextureSynthesizer.from_preset("ot_eigh")  # any shape, tileable
+    assert ot.generate(TARGET, size=(48, 80), seed=1, tileable=True).shape == (1, 48, 80, 3)
+    assert ot.generate(TARGET, size=(40, 72), seed=1).shape == (1, 40, 72, 3)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        ot.generate(TARGET, size=(40, 80), tileable=True)
     quilt = tf_propo.TextureSynthesizer.from_preset("quilt").generate(TARGET, 64, seed=2)
     refined = tf_propo.TextureSynthesizer.from_preset("quilt_refined").generate(
         TARGET, 64, seed=2)

@@ -113,3 +113,52 @@ def test_decoders_reject_other_layers(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "pool2" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def _random_family(layers=("relu1_1", "relu2_1")):
+    from tf_propo import weights
+
+    encoder = weights.apply_weights(vgg.build_encoder(layers, pooling="max"),
+                                    vgg_shaped_random_weights())
+    return decoders.DecoderFamily(encoder, layers, width=0.0625)
+
+
+def test_reflect_padded_encoder_draws_no_border():
+    """Synthesis encodes with reflection padding: a uniform image has the same features
+    everywhere, borders included (zero padding, as trained, makes them differ there, which
+    the decoders turn into frames); away from the borders the trained encoder's features."""
+    family = _random_family()
+    encoders, _ = family.padded("reflect")
+    uniform = tf.fill([1, 32, 32, 3], 0.4)
+    spread = {name: float(np.abs(f - f[:, 8:9, 8:9]).max()) for name, f in (
+        ("reflect", encoders["relu2_1"](uniform).numpy()),
+        ("zeros", family.encode(uniform, "relu2_1").numpy()))}
+    assert spread["reflect"] < 1e-4 and spread["zeros"] > 1e-2, spread
+    image = np.random.default_rng(3).uniform(size=(1, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(encoders["relu2_1"](image).numpy()[:, 3:-3, 3:-3],
+                               family.encode(image, "relu2_1").numpy()[:, 3:-3, 3:-3],
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="padding"):
+        family.padded("zeros")
+
+
+def test_circular_networks_commute_with_wrapping_shifts():
+    """Circular padding: shifting the input around the torus shifts the features and the
+    decoded image alike (by the layer's scale), which is what makes tileable textures; the
+    trained (reflect) decoders' weights are kept."""
+    family = _random_family()
+    encoders, circular = family.padded("circular")
+    _, reflect = family.padded("reflect")
+    image = np.random.default_rng(4).uniform(size=(1, 32, 48, 3)).astype(np.float32)
+    shifted = np.roll(image, (8, -12), axis=(1, 2))
+    features = encoders["relu2_1"](image)
+    np.testing.assert_allclose(encoders["relu2_1"](shifted).numpy(),
+                               np.roll(features.numpy(), (4, -6), axis=(1, 2)), atol=1e-4)
+    decoded = circular["relu2_1"](features).numpy()
+    np.testing.assert_allclose(circular["relu2_1"](np.roll(features, (4, -6), axis=(1, 2))),
+                               np.roll(decoded, (8, -12), axis=(1, 2)), atol=1e-4)
+    gap = np.abs(reflect["relu2_1"](np.roll(features, (4, -6), axis=(1, 2))).numpy()
+                 - np.roll(reflect["relu2_1"](features).numpy(), (8, -12), axis=(1, 2)))
+    assert gap.max() > 1e-3  # reflection sees the borders
+    for a, b in zip(circular["relu2_1"].get_weights(), family.decoders["relu2_1"].get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -54,7 +54,7 @@ BAD_INPUTS = {
     "ot without decoders": (["--method=ot", "--decoders={tmp}/none"], "no such directory"),
     "pseudo optimizer without a model": (["--method=po"], "needs --model_dir"),
     "polish of another method": (["--method=gatys", "--polish_steps=2"],
-                                 "only --method=quilt is polished"),
+                                 "only --method=quilt and --method=ot are polished"),
     "negative polish": (["--polish_steps=-1"], "polish_steps"),
     "missing weights file": (["--vgg_weights=file:/nonexistent.npz", "--size=16"],
                              "does not exist"),
@@ -111,6 +111,10 @@ def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalize
     result = run("--size=64", "--polish_steps=0", f"--out={tmp_path}/raw.png", cwd=tmp_path)
     assert result.returncode == 0
     assert json.loads(result.stdout.strip().splitlines()[-1])["polish_steps"] == 0
-    result = run("--method=gatys", "--tileable", f"--out={tmp_path}/g.png", cwd=tmp_path)
-    assert result.returncode == 2 and "only --method=quilt" in result.stderr
+    result = run("--method=propo", "--tileable", f"--out={tmp_path}/g.png", cwd=tmp_path)
+    assert result.returncode == 2 and "only --method=quilt, ot and gatys" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()
+    result = run("--method=ot", "--tileable", "--size=40", f"--out={tmp_path}/g.png",
+                 cwd=tmp_path)
+    assert result.returncode == 2 and "multiples of 16" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()

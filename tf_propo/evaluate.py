@@ -57,8 +57,8 @@ flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "exemplar: the methods see 
                   "one half of each target, quality is also measured against the other half "
                   "(unseen_* columns) and set beside that of the seen half itself (a real "
                   "sample of the texture).")
-flags.DEFINE_integer("polish_steps", 8, "quilt: shallow-layer L-BFGS steps after stitching, "
-                     "as synthesize --polish_steps (0: the quilt as stitched).", lower_bound=0)
+flags.DEFINE_integer("polish_steps", 8, "quilt and ot: L-BFGS steps after the fast result, "
+                     "as synthesize --polish_steps (0: none).", lower_bound=0)
 flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                   "Policy the fast methods (po, adapo, propo, ot, quilt's polish) and the +N "
                   "refinements are built and timed under (auto: mixed_bfloat16 on CPUs with "
@@ -171,7 +171,8 @@ class Runner:
             return methods.gatys(evaluation, noise, FLAGS.gatys_steps, progress=False)[:2]
         if name == "ot":
             images, seconds = methods.optimal_transport(model, target, noise, FLAGS.seed,
-                                                        strategy)[:2]
+                                                        strategy, FLAGS.polish_steps,
+                                                        self.policy)[:2]
         elif name == "quilt":
             images, seconds = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
                                             polish_steps=FLAGS.polish_steps,

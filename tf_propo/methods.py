@@ -6,6 +6,7 @@ figures for the JSON line. The start noise comes from the caller (metrics.refere
 same for every method given a seed) where the method starts from an image.
 """
 
+import functools
 import time
 import weakref
 
@@ -22,19 +23,24 @@ from tf_propo.progress import Progress
 METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")
 
 
-def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02, progress=True):
-    """Optimisation from `noise` [K, S, S, 3] against evaluation's target Grams, on its
-    float32 encoder: L-BFGS-B's line search stops early on bfloat16 gradients."""
+def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02, progress=True,
+          tileable=False, vgg_weights="normalized"):
+    """Optimisation from `noise` [K, H, W, 3] against evaluation's target Grams, on a
+    float32 encoder (L-BFGS-B's line search stops early on bfloat16 gradients): evaluation's
+    own, or with `tileable` one that pads circularly, so the texture wraps without a seam."""
     from tf_propo import gatys as gatys_lib
 
     encoder = evaluation.encoder
+    if tileable:
+        encoder = _refine_encoder(evaluation.layers, "float32", "circular", vgg_weights)
     bar = Progress(steps * len(noise), f"gatys {noise.shape[1]}px") if progress else None
     start = time.perf_counter()
     images = gatys_lib.synthesize(
-        encoder, evaluation.target_grams, noise, steps, optimizer=optimizer,
-        learning_rate=learning_rate,
+        encoder, evaluation.target_grams, noise, steps, layers=evaluation.layers,
+        optimizer=optimizer, learning_rate=learning_rate,
         on_step=(lambda loss, _: bar.update(loss=loss)) if bar else None)
-    return images, time.perf_counter() - start, {"steps": steps, "optimizer": optimizer}
+    return images, time.perf_counter() - start, {"steps": steps, "optimizer": optimizer,
+                                                 "tileable": tileable}
 
 
 # The pretrained ProPO shipped with the package (tf_propo/pretrained/propo, see the README
@@ -116,18 +122,40 @@ def load_optimal_transport(decoders=None, passes=3):
     return synthesis.load(decoders or synthesis.bundled_decoders(), passes)
 
 
-def optimal_transport(ot, target, noise, seed, strategy):
-    """ot: coarse-to-fine encode / match / decode from `noise` [K, S, S, 3], per sample."""
-    size = noise.shape[1]
+# The polish of quilt and ot: a few refinement steps after the fast result. Quilting's
+# takes the shallow layers only: quilting copies the
+# target's structure but mixes its blocks unevenly (it favours blocks that join well), which
+# skews the fine-grain statistics; these layers see them at a quarter of the cost of the full
+# loss (a bfloat16 step takes ~40 ms at 256² on a 2-core CPU).
+POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
+POLISH_STEPS = 8
+
+
+def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STEPS,
+                      policy="float32", vgg_weights="normalized", tileable=False):
+    """ot: coarse-to-fine encode / match / decode from `noise` [K, H, W, 3], per sample,
+    then `polish_steps` steps of `refine` on the whole texture loss (0: none) under `policy`.
+
+    The polish takes every layer, not quilting's shallow ones: the decoders are soft and
+    get the coarse statistics wrong as well as the fine grain (docs/results measures both).
+    tileable: circular padding in the encoder, the decoders and the polish; the sides must
+    then be multiples of 16 (the decoders invert whole poolings; any other size is made on
+    the next multiple of 16 and cropped).
+    """
+    height, width = noise.shape[1:3]
+    if tileable and (height % 16 or width % 16):
+        raise UsageError(f"a tileable ot texture needs sides that are multiples of 16, got "
+                         f"{width}x{height}")
+    ot = ot.with_padding("circular" if tileable else "reflect")
     targets = ot.target_features(target)
-    # Decoders invert whole poolings: work on the next multiple of 16, crop to the size.
-    padded = -(-size // 16) * 16
-    start_noise = tf.image.resize(noise, [padded, padded], method="nearest") \
-        if padded != size else tf.constant(noise)
+    padded = [-(-height // 16) * 16, -(-width // 16) * 16]
+    start_noise = tf.image.resize(noise, padded, method="nearest") \
+        if padded != [height, width] else tf.constant(noise)
+    # A partial, not a lambda: TensorFlow counts traces per code object, and one lambda
+    # traced once per strategy would read to it as one function retraced again and again.
     traced = _traced(ot, strategy, lambda: tf.function(
-        lambda targets, image, s: ot.synthesize(targets, image, strategy, s),
-        reduce_retracing=True))
-    run = lambda image, s: traced(targets, image, s)  # noqa: E731
+        functools.partial(ot.synthesize, strategy=strategy), reduce_retracing=True))
+    run = lambda image, s: traced(targets, image, seed=s)  # noqa: E731
     start = time.perf_counter()
     run(start_noise[:1], tf.constant(seed, tf.int64))  # trace and warm up
     warmup = time.perf_counter() - start
@@ -135,17 +163,14 @@ def optimal_transport(ot, target, noise, seed, strategy):
     images = [run(start_noise[i:i + 1], tf.constant(seed * 1000 + i, tf.int64))[0]
               for i in range(len(noise))]
     seconds = time.perf_counter() - start
-    images = np.stack([im.numpy()[:size, :size] for im in images])
-    return images, seconds, {"strategy": strategy, "passes": ot.passes,
-                             "warmup_seconds": round(warmup, 3)}
+    images = np.stack([im.numpy()[:height, :width] for im in images])
+    images, polish_seconds, _ = refine(target, images, polish_steps, texture.TEXTURE_LAYERS,
+                                       policy, tileable, vgg_weights)
+    return images, seconds + polish_seconds, {
+        "strategy": strategy, "passes": ot.passes, "polish_steps": polish_steps,
+        "tileable": tileable, "warmup_seconds": round(warmup, 3)}
 
 
-# Quilting's polish: a few refinement steps on the shallow layers only. Quilting copies the
-# target's structure but mixes its blocks unevenly (it favours blocks that join well), which
-# skews the fine-grain statistics; these layers see them at a quarter of the cost of the full
-# loss (a bfloat16 step takes ~40 ms at 256² on a 2-core CPU).
-POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
-POLISH_STEPS = 8
 _REFINE_ENCODERS = {}
 
 

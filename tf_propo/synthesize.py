@@ -30,12 +30,12 @@ flags.DEFINE_enum("method", "quilt", METHODS, "Synthesis method. quilt (default)
                   "propo: the progressive pseudo optimizer, by default the pretrained one "
                   "bundled with the package; po/adapo/propo with --model_dir: a model you "
                   "trained; gatys: optimisation from noise (slow, the quality reference); ot: "
-                  "optimal transport (no training).")
+                  "optimal transport of VGG features (no training), then polished.")
 flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
                     f"bundled public-domain sample {DEFAULT_TARGET}.")
 flags.DEFINE_string("size", "256", "Output size in px: N for N x N, or WIDTHxHEIGHT (e.g. "
-                    "2048x1024); each side 16 to 8192. quilt and gatys make any shape, the "
-                    "pseudo optimizers and ot squares.")
+                    "2048x1024); each side 16 to 8192. quilt, gatys and ot make any shape, "
+                    "the pseudo optimizers squares.")
 flags.DEFINE_integer("target_size", 256, "Resize the target so its short edge is this many "
                      "px before taking its statistics (the paper's 256); 0 keeps it as is.",
                      lower_bound=0)
@@ -76,18 +76,22 @@ flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "slic
                   "binned CDFs (cdf), --passes random rotations per layer.")
 flags.DEFINE_integer("passes", 3, "ot with sliced/cdf: random rotations per layer.",
                      lower_bound=1)
-flags.DEFINE_integer("polish_steps", None, "quilt: then this many L-BFGS steps on the "
-                     "shallow VGG layers' texture loss, which even out the fine grain that "
-                     "quilting skews (~40 ms each at 256² in bfloat16); 0: the quilt as "
-                     "stitched. Default: 8 for quilt.", lower_bound=0)
+flags.DEFINE_integer("polish_steps", None, "quilt and ot: then this many L-BFGS steps "
+                     "of the texture loss (one gradient each, under --precision): for quilt "
+                     "on the shallow VGG layers, which even out the fine grain quilting "
+                     "skews; for ot on all of them, which correct what the decoders blur; 0: "
+                     "none. Default: 8.", lower_bound=0)
 flags.register_multi_flags_validator(
-    ["polish_steps", "method"], lambda f: f["polish_steps"] is None or f["method"] == "quilt",
-    "--polish_steps: only --method=quilt is polished")
-flags.DEFINE_bool("tileable", False, "quilt: a texture that wraps around (right edge into "
-                  "left, bottom into top), so copies of it tile without a seam.")
+    ["polish_steps", "method"],
+    lambda f: f["polish_steps"] is None or f["method"] in ("quilt", "ot"),
+    "--polish_steps: only --method=quilt and --method=ot are polished")
+flags.DEFINE_bool("tileable", False, "quilt, ot, gatys: a texture that wraps around (right "
+                  "edge into left, bottom into top), so copies of it tile without a seam "
+                  "(ot: sides in multiples of 16).")
 flags.register_multi_flags_validator(
-    ["tileable", "method"], lambda f: not f["tileable"] or f["method"] == "quilt",
-    "--tileable: only --method=quilt makes tileable textures")
+    ["tileable", "method"],
+    lambda f: not f["tileable"] or f["method"] in ("quilt", "ot", "gatys"),
+    "--tileable: only --method=quilt, ot and gatys make tileable textures")
 flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python -m "
                     "tf_propo.train --flagfile=configs/decoders.flags). Default: the decoders "
                     "bundled with the package.")
@@ -101,9 +105,9 @@ def output_size(text, method, samples):
     width, height = int(parts[0]), int(parts[-1])
     if not (16 <= width <= 8192 and 16 <= height <= 8192):
         raise UsageError(f"--size={text}: each side must be 16 to 8192 px")
-    if width != height and method not in ("quilt", "gatys"):
-        raise UsageError(f"--size={text}: --method={method} makes squares; quilt and gatys "
-                         "make any shape")
+    if width != height and method not in ("quilt", "gatys", "ot"):
+        raise UsageError(f"--size={text}: --method={method} makes squares; quilt, gatys and "
+                         "ot make any shape")
     memory.check_fits(samples * width * height, f"--size={text} --samples={samples}",
                       "ask for fewer samples or a smaller size")
     return height, width
@@ -142,6 +146,9 @@ def main(argv):
 
     image_io.check_output_path(FLAGS.out)
     height, width = output_size(FLAGS.size, FLAGS.method, FLAGS.samples)
+    if FLAGS.tileable and FLAGS.method == "ot" and (height % 16 or width % 16):
+        raise UsageError(f"--size={FLAGS.size}: a tileable ot texture needs sides that are "
+                         "multiples of 16")
     target_path = _target_path()
     if os.path.exists(FLAGS.out) and os.path.exists(target_path) \
             and os.path.samefile(FLAGS.out, target_path):
@@ -164,18 +171,20 @@ def main(argv):
     from tf_propo import methods
 
     outputs = {}
+    polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
     if FLAGS.method == "gatys":
         images, seconds, extra = methods.gatys(
-            evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate)
+            evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
+            tileable=FLAGS.tileable, vgg_weights=FLAGS.vgg_weights)
     elif FLAGS.method == "quilt":
-        polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
         images, seconds, extra = methods.quilt(
             target, (height, width), FLAGS.samples, FLAGS.seed, tileable=FLAGS.tileable,
             polish_steps=polish_steps, policy=policy, vgg_weights=FLAGS.vgg_weights)
     elif FLAGS.method == "ot":
         ot = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
-        images, seconds, extra = methods.optimal_transport(ot, target, noise, FLAGS.seed,
-                                                           FLAGS.strategy)
+        images, seconds, extra = methods.optimal_transport(
+            ot, target, noise, FLAGS.seed, FLAGS.strategy, polish_steps=polish_steps,
+            policy=policy, vgg_weights=FLAGS.vgg_weights, tileable=FLAGS.tileable)
     else:
         images, seconds, extra, outputs = _pseudo_optimizer(target, evaluation, height)
     if FLAGS.refine_steps:
