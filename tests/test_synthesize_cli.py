@@ -85,6 +85,61 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
                                                                    else []))
 
 
+def test_many_targets_in_one_run(tmp_path, normalized_weights, sample_paths):
+    """A folder, a glob and a file in one --target: one process, one model load, one JSON
+    line per target then a summary, outputs named after their targets in the --out folder."""
+    import shutil
+
+    folder, other = tmp_path / "in", tmp_path / "more"
+    folder.mkdir()
+    other.mkdir()
+    for path in sample_paths[:2]:
+        shutil.copy(path, folder)
+    shutil.copy(sample_paths[2], other / "third.png")
+    shutil.copy(sample_paths[2], other / "fourth.png")
+    out = tmp_path / "out"
+    result = run("--method=ot", "--size=48x32", "--polish_steps=1", "--seed=2",
+                 f"--target={folder},{other}/t*.png", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    names = [os.path.basename(p) for p in sample_paths[:2]] + ["third.png"]
+    assert sorted(os.listdir(out)) == sorted(names)
+    assert [os.path.basename(r["out"]) for r in lines[:-1]] == sorted(names[:2]) + names[2:]
+    for record in lines[:-1]:
+        assert record["method"] == "ot" and record["size"] == "48x32"
+        assert image_io.read_image(record["out"]).shape == (32, 48, 3)
+    assert lines[-1]["targets"] == 3 and lines[-1]["out"] == str(out)
+    assert "synthesize [" in result.stderr  # one progress bar over the targets
+    # The texture of a target does not depend on the company it keeps.
+    alone = run("--method=ot", "--size=48x32", "--polish_steps=1", "--seed=2",
+                f"--target={other}/third.png", f"--out={tmp_path}/alone.png")
+    assert alone.returncode == 0, alone.stderr
+    np.testing.assert_array_equal(image_io.read_image(tmp_path / "alone.png"),
+                                  image_io.read_image(out / "third.png"))
+
+
+def test_many_targets_bad_input(tmp_path, sample_paths):
+    import shutil
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(sample_paths[0], tmp_path / name / "x.png")
+    cases = [
+        ([f"--target={tmp_path}/a", f"--out={tmp_path}/o.png"], "--out is a folder"),
+        ([f"--target={tmp_path}/a,{tmp_path}/b", f"--out={tmp_path}/o"],
+         "would both be written to"),
+        ([f"--target={tmp_path}/*.jpg", f"--out={tmp_path}/o"], "matches no images"),
+        ([f"--target={tmp_path}/a", f"--out={tmp_path}/a"], "is the target itself"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (
+            args, result.stderr)
+        assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+        assert os.listdir(tmp_path / "a") == ["x.png"]
+
+
 def test_default_target_is_a_bundled_sample():
     from tf_propo import synthesize
 

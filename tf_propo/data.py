@@ -16,6 +16,7 @@ generator seeded by (seed, step)), for Keras' JAX backend (tf_propo.train_jax) a
 that mix crop sizes (--crop_sizes: step_crop, mixed_crop_dataset).
 """
 
+import glob
 import os
 
 import numpy as np
@@ -33,17 +34,28 @@ def list_images(folder):
     return sorted(paths)
 
 
+def is_pattern(spec):
+    """Whether a target spec is a glob pattern rather than a path."""
+    return any(c in spec for c in "*?[") and not os.path.exists(spec)
+
+
 def image_paths(specs, flag="--targets"):
-    """Image paths of a list of image files and folders (a folder gives its images, sorted),
-    or a UsageError naming `flag`."""
+    """Image paths of a list of image files, folders (their images, sorted) and glob patterns
+    (their matches, sorted), or a UsageError naming `flag`."""
     paths = []
     for spec in specs or []:
-        if os.path.isdir(spec):
+        if is_pattern(spec):
+            found = sorted(p for p in glob.glob(os.path.expanduser(spec))
+                           if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise UsageError(f"{flag}: {spec} matches no images")
+            paths += found
+        elif os.path.isdir(spec):
             found = list_images(spec)
             if not found:
                 raise UsageError(f"{flag}: no images in {spec}")
             paths += found
-        elif os.path.isfile(spec):
+        elif os.path.exists(spec):  # reading it says what is wrong with a special file
             paths.append(spec)
         else:
             raise UsageError(f"{flag}: {spec}: no such file or folder")

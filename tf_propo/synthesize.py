@@ -9,6 +9,7 @@ Bad input: one line on stderr, exit code 2, no output file.
 
 import json
 import os
+import statistics
 
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
 from tf_propo import memory
@@ -31,8 +32,10 @@ flags.DEFINE_enum("method", "quilt", METHODS, "Synthesis method. quilt (default)
                   "bundled with the package; po/adapo/propo with --model_dir: a model you "
                   "trained; gatys: optimisation from noise (slow, the quality reference); ot: "
                   "optimal transport of VGG features (no training), then polished.")
-flags.DEFINE_string("target", None, "Target texture image (PNG/JPEG/WebP/BMP). Default: the "
-                    f"bundled public-domain sample {DEFAULT_TARGET}.")
+flags.DEFINE_list("target", None, "Target texture image (PNG/JPEG/WebP/BMP), or several, "
+                  "comma-separated: files, folders (their images) and quoted glob patterns "
+                  "('photos/*.jpg'); with several, --out is a folder. Default: the bundled "
+                  f"public-domain sample {DEFAULT_TARGET}.")
 flags.DEFINE_string("size", "256", "Output size in px: N for N x N, or WIDTHxHEIGHT (e.g. "
                     "2048x1024); each side 16 to 8192. quilt, gatys and ot make any shape, "
                     "the pseudo optimizers squares.")
@@ -44,7 +47,8 @@ flags.DEFINE_integer("samples", 1, "Number of samples (different noise) to synth
 flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same texture.",
                      lower_bound=0, upper_bound=cli.MAX_SEED)
 flags.DEFINE_string("out", "texture.png", "Output image (.png/.jpg/.webp/.bmp), written "
-                    "atomically; K samples are laid out side by side.")
+                    "atomically; K samples are laid out side by side. With several targets a "
+                    "folder (created), which takes one TARGET_NAME.png per target.")
 flags.DEFINE_integer("steps", 300, "gatys: optimiser iterations.", lower_bound=1)
 flags.DEFINE_enum("optimizer", "lbfgs", ("lbfgs", "adam"), "gatys: L-BFGS-B with pixel "
                   "bounds (the authors' choice) or Adam with clipping.")
@@ -113,111 +117,159 @@ def output_size(text, method, samples):
     return height, width
 
 
-def _target_path():
-    if FLAGS.target:
-        return FLAGS.target
-    return str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)
+def _targets_and_outputs():
+    """{target path: output path} of --target and --out, checked before any work."""
+    from tf_propo import data, image_io
+
+    if not FLAGS.target:
+        specs = [str(importlib.resources.files("tf_propo") / "samples" / DEFAULT_TARGET)]
+    else:
+        specs = FLAGS.target
+    paths = data.image_paths(specs, "--target")
+    several = len(paths) > 1 or any(os.path.isdir(s) or data.is_pattern(s) for s in specs)
+    if not several:
+        image_io.check_output_path(FLAGS.out)
+        outputs = {paths[0]: FLAGS.out}
+    else:
+        if os.path.splitext(FLAGS.out)[1].lower() in image_io.WRITABLE_EXTENSIONS \
+                or (os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out)):
+            raise UsageError(f"--out={FLAGS.out}: with several targets --out is a folder, "
+                             "which takes one TARGET_NAME.png per target")
+        outputs, written_by = {}, {}
+        for path in dict.fromkeys(paths):  # a file named twice is made once
+            out = os.path.join(FLAGS.out, os.path.splitext(os.path.basename(path))[0] + ".png")
+            if out in written_by:
+                raise UsageError(f"--target: {written_by[out]} and {path} would both be written "
+                                 f"to {out}")
+            image_io.check_output_path(out)
+            outputs[path], written_by[out] = out, path
+    for path, out in outputs.items():
+        if os.path.exists(out) and os.path.samefile(out, path):
+            raise UsageError(f"--out={FLAGS.out}: {out} is the target itself; write the "
+                             "texture elsewhere")
+    return outputs
 
 
-def _pseudo_optimizer(target, evaluation, size):
-    """po / adapo / propo from --model_dir; with --save_stages the x[0..K] strip too, as
-    {path: image} to write with the result."""
+def _load_model():
+    """The method's trained model, loaded once for every target: (model, extra JSON)."""
+    from tf_propo import methods
+
+    if FLAGS.method == "ot":
+        return methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes), {}
+    if FLAGS.method in ("po", "adapo", "propo"):
+        model, model_dir = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
+        return model, {"model_dir": os.path.abspath(model_dir)}
+    return None, {}
+
+
+def _synthesize(model, target, evaluation, noise, height, width, policy, progress):
+    """(images, seconds, extra JSON, {name: image} to write beside) of one target."""
     from tf_propo import image_io, methods
 
-    model, model_dir = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
-    images, seconds, extra = methods.pseudo_optimizer(model, target, size,
-                                                      FLAGS.samples, FLAGS.seed)
+    polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
+    if FLAGS.method == "gatys":
+        return (*methods.gatys(evaluation, noise, FLAGS.steps, FLAGS.optimizer,
+                               FLAGS.learning_rate, progress=progress,
+                               tileable=FLAGS.tileable, vgg_weights=FLAGS.vgg_weights), {})
+    if FLAGS.method == "quilt":
+        return (*methods.quilt(target, (height, width), FLAGS.samples, FLAGS.seed,
+                               tileable=FLAGS.tileable, polish_steps=polish_steps,
+                               policy=policy, vgg_weights=FLAGS.vgg_weights), {})
+    if FLAGS.method == "ot":
+        return (*methods.optimal_transport(model, target, noise, FLAGS.seed, FLAGS.strategy,
+                                           polish_steps=polish_steps, policy=policy,
+                                           vgg_weights=FLAGS.vgg_weights,
+                                           tileable=FLAGS.tileable), {})
+    images, seconds, extra = methods.pseudo_optimizer(model, target, height, FLAGS.samples,
+                                                      FLAGS.seed)
     stages = extra.pop("stage_images")
-    extra["model_dir"] = os.path.abspath(model_dir)
     extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
-    outputs = {}
+    strip = {}
     if FLAGS.save_stages:
-        strip_path = os.path.splitext(FLAGS.out)[0] + "_stages.png"
-        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, size)]
-        outputs[strip_path] = image_io.tile_horizontally(tiles)
-        extra["stages_out"] = os.path.abspath(strip_path)
-    return images, seconds, extra, outputs
-
+        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, height)]
+        strip["stages"] = image_io.tile_horizontally(tiles)
+    return images, seconds, extra, strip
 
 
 def main(argv):
     del argv
     from tf_propo import image_io
 
-    image_io.check_output_path(FLAGS.out)
+    outputs = _targets_and_outputs()
     height, width = output_size(FLAGS.size, FLAGS.method, FLAGS.samples)
     if FLAGS.tileable and FLAGS.method == "ot" and (height % 16 or width % 16):
         raise UsageError(f"--size={FLAGS.size}: a tileable ot texture needs sides that are "
                          "multiples of 16")
-    target_path = _target_path()
-    if os.path.exists(FLAGS.out) and os.path.exists(target_path) \
-            and os.path.samefile(FLAGS.out, target_path):
-        raise UsageError(f"--out={FLAGS.out} is the target itself; write the texture to "
-                         "another file")
-    target = image_io.read_image(target_path)
-    if FLAGS.target_size:
-        target = image_io.resize_short_edge(target, FLAGS.target_size)
-    memory.check_fits(FLAGS.samples * height * width + target.shape[0] * target.shape[1],
-                      f"--target={target_path} ({target.shape[1]}x{target.shape[0]} px after "
+    targets = {}
+    for path in outputs:  # every target is read (and checked) before any work
+        target = image_io.read_image(path)
+        targets[path] = image_io.resize_short_edge(target, FLAGS.target_size) \
+            if FLAGS.target_size else target
+    largest = max(targets, key=lambda p: targets[p].shape[0] * targets[p].shape[1])
+    shape = targets[largest].shape
+    memory.check_fits(FLAGS.samples * height * width + shape[0] * shape[1],
+                      f"--target={largest} ({shape[1]}x{shape[0]} px after "
                       f"--target_size={FLAGS.target_size}) with --size={FLAGS.size}",
                       "pass a smaller --target_size")
 
     cli.import_tensorflow_quietly()
-    from tf_propo import metrics, precision
+    from tf_propo import methods, metrics, precision
+    from tf_propo.progress import Progress
 
     policy = precision.apply(FLAGS.precision)
-    evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights)
+    model, model_extra = _load_model()
     noise = metrics.reference_noise(FLAGS.seed, (height, width), FLAGS.samples)
-    from tf_propo import methods
-
-    outputs = {}
-    polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
-    if FLAGS.method == "gatys":
-        images, seconds, extra = methods.gatys(
-            evaluation, noise, FLAGS.steps, FLAGS.optimizer, FLAGS.learning_rate,
-            tileable=FLAGS.tileable, vgg_weights=FLAGS.vgg_weights)
-    elif FLAGS.method == "quilt":
-        images, seconds, extra = methods.quilt(
-            target, (height, width), FLAGS.samples, FLAGS.seed, tileable=FLAGS.tileable,
-            polish_steps=polish_steps, policy=policy, vgg_weights=FLAGS.vgg_weights)
-    elif FLAGS.method == "ot":
-        ot = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
-        images, seconds, extra = methods.optimal_transport(
-            ot, target, noise, FLAGS.seed, FLAGS.strategy, polish_steps=polish_steps,
-            policy=policy, vgg_weights=FLAGS.vgg_weights, tileable=FLAGS.tileable)
-    else:
-        images, seconds, extra, outputs = _pseudo_optimizer(target, evaluation, height)
-    if FLAGS.refine_steps:
-        fast_loss = float(evaluation.texture_loss(images).mean())
-        images, refine_seconds, _ = methods.refine(
-            target, images, FLAGS.refine_steps, policy=policy, tileable=FLAGS.tileable,
-            vgg_weights=FLAGS.vgg_weights)
-        seconds += refine_seconds
-        extra["refine"] = {"steps": FLAGS.refine_steps, "seconds": round(refine_seconds, 3),
-                           "texture_loss_before": fast_loss}
-
-    losses = evaluation.texture_loss(images)
-    noise_losses = evaluation.texture_loss(noise)
-    outputs[FLAGS.out] = image_io.tile_horizontally(list(images))
-    image_io.write_images(outputs)
-    result = {
-        "method": FLAGS.method,
-        "seconds": round(seconds, 3),
-        "texture_loss": float(losses.mean()),
-        "noise_texture_loss": float(noise_losses.mean()),
-        "loss_ratio": float(losses.mean() / noise_losses.mean()),
-        "per_sample_texture_loss": [float(v) for v in losses],
-        "size": height if height == width else f"{width}x{height}",
-        "samples": FLAGS.samples,
-        "seed": FLAGS.seed,
-        "precision": "float32" if FLAGS.method == "gatys" else policy,
-        "target": os.path.abspath(target_path),
-        "out": os.path.abspath(FLAGS.out),
-        **extra,
-    }
-    if FLAGS.samples > 1:
-        result["diversity"] = evaluation.diversity(images)
-    print(json.dumps(result))
+    progress = Progress(len(targets), "synthesize") if len(targets) > 1 else None
+    results, encoder = [], None
+    for path, target in targets.items():
+        evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights,
+                                            encoder=encoder)
+        encoder = evaluation.encoder  # one encoder (and one trace per shape) for every target
+        images, seconds, extra, beside = _synthesize(model, target, evaluation, noise, height,
+                                                     width, policy, progress=progress is None)
+        extra.update(model_extra)
+        if FLAGS.refine_steps:
+            fast_loss = float(evaluation.texture_loss(images).mean())
+            images, refine_seconds, _ = methods.refine(
+                target, images, FLAGS.refine_steps, policy=policy, tileable=FLAGS.tileable,
+                vgg_weights=FLAGS.vgg_weights)
+            seconds += refine_seconds
+            extra["refine"] = {"steps": FLAGS.refine_steps, "seconds": round(refine_seconds, 3),
+                               "texture_loss_before": fast_loss}
+        out = outputs[path]
+        files = {out: image_io.tile_horizontally(list(images))}
+        if "stages" in beside:
+            extra["stages_out"] = os.path.abspath(os.path.splitext(out)[0] + "_stages.png")
+            files[extra["stages_out"]] = beside["stages"]
+        losses = evaluation.texture_loss(images)
+        noise_losses = evaluation.texture_loss(noise)
+        image_io.write_images(files)
+        result = {
+            "method": FLAGS.method,
+            "seconds": round(seconds, 3),
+            "texture_loss": float(losses.mean()),
+            "noise_texture_loss": float(noise_losses.mean()),
+            "loss_ratio": float(losses.mean() / noise_losses.mean()),
+            "per_sample_texture_loss": [float(v) for v in losses],
+            "size": height if height == width else f"{width}x{height}",
+            "samples": FLAGS.samples,
+            "seed": FLAGS.seed,
+            "precision": "float32" if FLAGS.method == "gatys" else policy,
+            "target": os.path.abspath(path),
+            "out": os.path.abspath(out),
+            **extra,
+        }
+        if FLAGS.samples > 1:
+            result["diversity"] = evaluation.diversity(images)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+        if progress:
+            progress.update()
+    if len(results) > 1:
+        print(json.dumps({
+            "method": FLAGS.method, "targets": len(results), "out": os.path.abspath(FLAGS.out),
+            "seconds_per_texture": round(sum(r["seconds"] for r in results) / len(results), 3),
+            "loss_ratio_median": statistics.median(r["loss_ratio"] for r in results)}))
 
 
 if __name__ == "__main__":
