@@ -79,14 +79,16 @@ def match_cdf(source, target, bins=256):
                                tf.stack([columns, source_bin], -1))
     within = (source - (low + tf.cast(source_bin, source.dtype) * width)) / width
     level = lower_level + (upper_level - lower_level) * tf.clip_by_value(within, 0.0, 1.0)
-    # Inverse target CDF: first bin whose CDF reaches the level, interpolated inside it.
-    target_bin = tf.minimum(tf.searchsorted(target_cdf, tf.transpose(level)), bins - 1)
-    target_bin = tf.transpose(target_bin)
-    t_upper = tf.gather_nd(target_cdf, tf.stack([columns, target_bin], -1))
-    t_lower = tf.gather_nd(tf.pad(target_cdf, [[0, 0], [1, 0]])[:, :-1],
-                           tf.stack([columns, target_bin], -1))
+    # Inverse target CDF: first bin whose CDF reaches the level, interpolated inside it;
+    # worked out per column ([C, N]) and transposed back as floats: an integer transpose
+    # makes oneDNN log an error line on some CPUs.
+    level = tf.transpose(level)
+    target_bin = tf.minimum(tf.searchsorted(target_cdf, level), bins - 1)
+    t_upper = tf.gather(target_cdf, target_bin, batch_dims=1)
+    t_lower = tf.gather(tf.pad(target_cdf, [[0, 0], [1, 0]])[:, :-1], target_bin, batch_dims=1)
     fraction = tf.math.divide_no_nan(level - t_lower, t_upper - t_lower)
-    return low + (tf.cast(target_bin, source.dtype) + fraction) * width
+    return tf.transpose(low[:, None]
+                        + (tf.cast(target_bin, source.dtype) + fraction) * width[:, None])
 
 
 def sliced_ot_pass(source, target, rotation, matcher="sort", bins=256):
