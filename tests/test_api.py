@@ -82,3 +82,17 @@ def test_neural_presets_and_the_texture_loss(normalized_weights):
     expected = metrics.TextureMetrics(target).texture_loss(refined / 255.0)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert loss[0] < tf_propo.texture_loss(quilt, target)[0]  # 16 steps lower the loss
+
+
+@pytest.mark.parametrize("preset", ["quilt", "ot_eigh"])
+def test_statistics_are_computed_once_and_give_the_same_texture(preset, normalized_weights):
+    synth = tf_propo.TextureSynthesizer.from_preset(preset)
+    stats = synth.statistics(TARGET)
+    first = synth.generate(stats, 48, seed=1)
+    asked = []
+    kept = stats.get
+    stats.get = lambda key, compute: kept(key, lambda: asked.append(key) or compute())
+    again = synth.generate(stats, 48, seed=1)
+    assert asked == []  # nothing of the target's was computed a second time
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, synth.generate(TARGET, 48, seed=1))

@@ -161,11 +161,36 @@ class TextureSynthesizer:
         model, _ = methods.load_pseudo_optimizer(model_dir, mode)
         return cls(mode, model, target_size)
 
+    def statistics(self, target):
+        """`target` prepared for generate: its pixels at this synthesizer's target_size, and
+        what the method computes from them (Gram matrices, OT features), computed on the
+        first generate and kept, so later calls skip the target's passes.
+
+        Args:
+            target: as generate takes it.
+
+        Returns:
+            A TargetStatistics, which generate takes in place of the target.
+
+        Example:
+            >>> synth = TextureSynthesizer.from_preset("quilt")
+            >>> stats = synth.statistics(np.full((64, 64, 3), 0.5))
+            >>> synth.generate(stats, size=32, seed=1).shape
+            (1, 32, 32, 3)
+        """
+        from tf_propo import image_io, methods
+
+        image = as_image(target)
+        if self.target_size:
+            image = image_io.resize_short_edge(image, self.target_size)
+        return methods.TargetStatistics(image)
+
     def generate(self, target, size=256, samples=1, seed=0, tileable=False):
         """Textures like `target`.
 
         Args:
-            target: a path, a uint8 or float [0, 1] array [H, W, 3], or a tf.Tensor.
+            target: a path, a uint8 or float [0, 1] array [H, W, 3], a tf.Tensor, or the
+                TargetStatistics of statistics(target) (reused: its passes are not redone).
             size: output side in px, or (height, width); the pseudo optimizers take
                 squares in multiples of 16.
             samples: how many textures (each from its own noise).
@@ -196,10 +221,11 @@ class TextureSynthesizer:
                              f"{(height, width)}")
         if self.method not in ("quilt", "ot", "gatys") and height != width:
             raise ValueError(f"size must be square for {self.method}, got {(height, width)}")
-        image = as_image(target)
-        if self.target_size:
-            image = image_io.resize_short_edge(image, self.target_size)
-        return image_io.to_uint8(self._synthesize(image, height, width, samples, seed,
+        from tf_propo import methods
+
+        if not isinstance(target, methods.TargetStatistics):
+            target = self.statistics(target)
+        return image_io.to_uint8(self._synthesize(target, height, width, samples, seed,
                                                   tileable))
 
     def _synthesize(self, target, height, width, samples, seed, tileable):
@@ -220,7 +246,9 @@ class TextureSynthesizer:
                 tileable=tileable)[0]
         elif self.method == "gatys":
             refine = 0
-            images = methods.gatys(metrics.TextureMetrics(target),
+            evaluation = target.get(("metrics",),
+                                    lambda: metrics.TextureMetrics(target.image))
+            images = methods.gatys(evaluation,
                                    metrics.reference_noise(seed, (height, width), samples),
                                    self.options["steps"], progress=False,
                                    tileable=tileable)[0]

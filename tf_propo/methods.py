@@ -23,6 +23,27 @@ from tf_propo.progress import Progress
 METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")
 
 
+class TargetStatistics:
+    """A target image [H, W, 3] and what the methods compute from it (Gram matrices, OT
+    features, colours), each computed on first use and kept: one object passed to many
+    calls takes the target's passes once. Every method takes one where it takes a target."""
+
+    def __init__(self, image):
+        self.image = np.asarray(image, np.float32)
+        self._computed = {}
+
+    def get(self, key, compute):
+        """compute() the first time `key` is asked for, the kept value after."""
+        if key not in self._computed:
+            self._computed[key] = compute()
+        return self._computed[key]
+
+
+def target_statistics(target):
+    """`target` as TargetStatistics (itself if it is one)."""
+    return target if isinstance(target, TargetStatistics) else TargetStatistics(target)
+
+
 def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02, progress=True,
           tileable=False, vgg_weights="normalized"):
     """Optimisation from `noise` [K, H, W, 3] against evaluation's target Grams, on a
@@ -83,7 +104,7 @@ def pseudo_optimizer(model, target, size, samples, seed):
         raise UsageError(f"--size={size}: pseudo optimizers need a multiple of 16")
     pre = po.start_noise(seed, size, samples)
     run = _traced(model, None, lambda: _pseudo_optimizer_run(model))
-    target_tensor = tf.constant(target, tf.float32)
+    target_tensor = tf.constant(target_statistics(target).image)
     start = time.perf_counter()
     run(target_tensor, pre)  # trace and warm up: graph building is part of loading
     warmup = time.perf_counter() - start
@@ -147,7 +168,8 @@ def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STE
         raise UsageError(f"a tileable ot texture needs sides that are multiples of 16, got "
                          f"{width}x{height}")
     ot = ot.with_padding("circular" if tileable else "reflect")
-    targets = ot.target_features(target)
+    target = target_statistics(target)
+    targets = target.get(("ot", ot), lambda: ot.target_features(target.image))
     padded = [-(-height // 16) * 16, -(-width // 16) * 16]
     start_noise = tf.image.resize(noise, padded, method="nearest") \
         if padded != [height, width] else tf.constant(noise)
@@ -198,9 +220,10 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     layers = tuple(layers)
     if steps <= 0:
         return np.asarray(images, np.float32), 0.0, {}
-    target_grams = texture.gram_matrices(
-        _refine_encoder(layers, policy, "zeros", vgg_weights)(
-            np.asarray(target, np.float32)[None]), layers)
+    target = target_statistics(target)
+    target_grams = target.get(("grams", layers, policy, vgg_weights), lambda: (
+        texture.gram_matrices(_refine_encoder(layers, policy, "zeros", vgg_weights)(
+            target.image[None]), layers)))
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers)
     images = np.asarray(images, np.float32)
@@ -228,8 +251,10 @@ def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=
     from tf_propo.ot import synthesis
 
     height, width = (size, size) if np.isscalar(size) else size
-    target = np.asarray(target, np.float32)
-    colours = synthesis.subsample(synthesis.flatten(target[None]))
+    statistics = target_statistics(target)
+    target = statistics.image
+    colours = statistics.get(("colours",), lambda: synthesis.subsample(
+        synthesis.flatten(target[None])))
     start = time.perf_counter()
     images = []
     for i in range(samples):
@@ -239,8 +264,8 @@ def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=
                                            "cholesky", tf.constant(seed * 1000 + i, tf.int64))
         images.append(np.clip(tf.reshape(matched, image.shape).numpy(), 0.0, 1.0))
     seconds = time.perf_counter() - start
-    images, polish_seconds, _ = refine(target, np.stack(images), polish_steps, POLISH_LAYERS,
-                                       policy, tileable, vgg_weights)
+    images, polish_seconds, _ = refine(statistics, np.stack(images), polish_steps,
+                                       POLISH_LAYERS, policy, tileable, vgg_weights)
     return images, seconds + polish_seconds, {
         "block": block or quilting.default_block_size(target.shape), "tileable": tileable,
         "polish_steps": polish_steps}
