@@ -91,8 +91,12 @@ class DecoderFamily(keras.Model):
         self.feature_weight = feature_weight
         self.width, self.convs = width, convs
         self.decoders = {layer: build_decoder(layer, width, convs) for layer in layers}
-        self._encoders = {layer: keras.Model(encoder.input, encoder.get_layer(layer).output)
-                          for layer in self.layers_decoded}
+        self._encoders = self._per_layer(encoder)
+
+    def _per_layer(self, encoder):
+        """{layer: the encoder up to that layer} for every decoded layer."""
+        return {layer: keras.Model(encoder.input, encoder.get_layer(layer).output)
+                for layer in self.layers_decoded}
 
     def padded(self, padding):
         """({layer: encoder}, {layer: decoder}) for synthesis, padding by `padding` with the
@@ -105,13 +109,13 @@ class DecoderFamily(keras.Model):
         encoder = vgg.build_encoder(self.layers_decoded, pooling=ENCODER_POOLING,
                                     padding=padding, dtype=dtype)
         encoder.set_weights(self.encoder.get_weights())
-        encoders = {layer: keras.Model(encoder.input, encoder.get_layer(layer).output)
-                    for layer in self.layers_decoded}
+        if padding == "reflect":  # the trained decoders pad so already
+            return self._per_layer(encoder), dict(self.decoders)
         decoders = {}
         for layer, trained in self.decoders.items():
             decoders[layer] = build_decoder(layer, self.width, self.convs, padding=padding)
             decoders[layer].set_weights(trained.get_weights())
-        return encoders, decoders
+        return self._per_layer(encoder), decoders
 
     @property
     def networks(self):

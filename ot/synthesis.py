@@ -89,14 +89,13 @@ class OptimalTransportSynthesis:
         image = tf.convert_to_tensor(target, tf.float32)[None]
         features = {layer: subsample(flatten(self.encoders[layer](image)))
                     for layer in self.layers}
-        features["rgb"] = subsample(flatten(tf.convert_to_tensor(target, tf.float32)[None]))
+        features["rgb"] = subsample(flatten(image))
         return features
 
     def synthesize(self, targets, noise, strategy, seed, timings=None):
         """noise [1, H, W, 3] in [0, 1] (sides multiples of 16) -> texture [1, H, W, 3] in
-        [0, 1]. `timings`, if a
-        dict, collects seconds per phase (encode / match / decode) — each phase is run
-        eagerly then, so the split is real, not a guess."""
+        [0, 1]. `timings`, if a dict, collects seconds per phase (encode / match / decode) —
+        each phase is run eagerly then, so the split is real, not a guess."""
         seed = tf.cast(seed, tf.int64)
         image = tf.convert_to_tensor(noise, tf.float32)
         for index, layer in enumerate(self.layers):

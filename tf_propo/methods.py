@@ -144,10 +144,10 @@ def load_optimal_transport(decoders=None, passes=3):
 
 
 # The polish of quilt and ot: a few refinement steps after the fast result. Quilting's
-# takes the shallow layers only: quilting copies the
-# target's structure but mixes its blocks unevenly (it favours blocks that join well), which
-# skews the fine-grain statistics; these layers see them at a quarter of the cost of the full
-# loss (a bfloat16 step takes ~40 ms at 256² on a 2-core CPU).
+# takes the shallow layers only: quilting copies the target's structure but mixes its blocks
+# unevenly (it favours blocks that join well), which skews the fine-grain statistics; these
+# layers see them at a quarter of the cost of the full loss (a bfloat16 step takes ~40 ms at
+# 256² on a 2-core CPU).
 POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
 POLISH_STEPS = 8
 

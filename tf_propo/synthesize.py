@@ -163,7 +163,8 @@ def _load_model():
 
 
 def _synthesize(model, target, evaluation, noise, height, width, policy, progress):
-    """(images, seconds, extra JSON, {name: image} to write beside) of one target."""
+    """(images, seconds, extra JSON, {name: image} to write beside) of one target, a
+    methods.TargetStatistics."""
     from tf_propo import image_io, methods
 
     polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
@@ -186,7 +187,7 @@ def _synthesize(model, target, evaluation, noise, height, width, policy, progres
     extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
     strip = {}
     if FLAGS.save_stages:
-        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target, height)]
+        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target.image, height)]
         strip["stages"] = image_io.tile_horizontally(tiles)
     return images, seconds, extra, strip
 
@@ -225,13 +226,16 @@ def main(argv):
         evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights,
                                             encoder=encoder)
         encoder = evaluation.encoder  # one encoder (and one trace per shape) for every target
-        images, seconds, extra, beside = _synthesize(model, target, evaluation, noise, height,
-                                                     width, policy, progress=progress is None)
+        # The method and --refine_steps share what they compute from the target.
+        prepared = methods.TargetStatistics(target)
+        images, seconds, extra, beside = _synthesize(model, prepared, evaluation, noise,
+                                                     height, width, policy,
+                                                     progress=progress is None)
         extra.update(model_extra)
         if FLAGS.refine_steps:
             fast_loss = float(evaluation.texture_loss(images).mean())
             images, refine_seconds, _ = methods.refine(
-                target, images, FLAGS.refine_steps, policy=policy, tileable=FLAGS.tileable,
+                prepared, images, FLAGS.refine_steps, policy=policy, tileable=FLAGS.tileable,
                 vgg_weights=FLAGS.vgg_weights)
             seconds += refine_seconds
             extra["refine"] = {"steps": FLAGS.refine_steps, "seconds": round(refine_seconds, 3),
