@@ -23,6 +23,9 @@ DECODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # The encoder the decoders invert: the normalised VGG19 with max pooling (the classifier's, as
 # Risser's and WCT's encoders) and zero padding.
 ENCODER_POOLING = "max"
+# Nearest ×2 upsampling (the first bundled decoders') leaves a faint grid of 2^k-pixel cells
+# that OT transports on as a lattice; bilinear upsampling before each conv does not.
+UPSAMPLING = ("nearest", "bilinear")
 
 
 def block_of(layer):
@@ -37,9 +40,21 @@ def _conv(x, channels, name, padding, activation=True, dtype=None):
     return keras.layers.ReLU(name=f"{name}_relu")(x) if activation else x
 
 
-def build_decoder(layer, width=0.5, convs=2, name=None, padding="reflect"):
+def _upsample(x, name, padding, upsampling):
+    if upsampling == "bilinear" and padding == "circular":
+        # Keras' bilinear resize clamps at the borders; a tileable image must wrap instead:
+        # pad one cell around, resize, and crop the two pixels that came from the padding.
+        x = vgg.BorderPad("circular", name=f"{name}_wrap")(x)
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=name)(x)
+        return keras.layers.Cropping2D(2, name=f"{name}_crop")(x)
+    return keras.layers.UpSampling2D(2, interpolation=upsampling, name=name)(x)
+
+
+def build_decoder(layer, width=0.5, convs=2, name=None, padding="reflect",
+                  upsampling="nearest"):
     """Decoder of one layer: features [B, H/s, W/s, C] -> image [B, H, W, 3] (≈ [0, 1]).
-    padding: "reflect" (trained so) or "circular" (vgg.BorderPad)."""
+    padding: "reflect" (trained so) or "circular" (vgg.BorderPad). upsampling: "nearest"
+    or "bilinear" (keras.layers.UpSampling2D's interpolation)."""
     block = block_of(layer)
     widths = {b: max(8, round(c * width)) for b, _, c in vgg.BLOCKS}
     features = keras.Input((None, None, vgg.channels(layer)), name=layer)
@@ -48,7 +63,7 @@ def build_decoder(layer, width=0.5, convs=2, name=None, padding="reflect"):
         for i in range(convs - 1 if b < block else 0):
             x = _conv(x, widths[b], f"block{b}_conv{i}", padding)
         x = _conv(x, widths[b - 1], f"block{b}_out", padding)
-        x = keras.layers.UpSampling2D(2, name=f"block{b}_up")(x)
+        x = _upsample(x, f"block{b}_up", padding, upsampling)
     if block == 1:
         x = _conv(x, widths[1], "block1_in", padding)
     else:
@@ -82,15 +97,18 @@ class DecoderFamily(keras.Model):
     """
 
     def __init__(self, encoder, layers=DECODER_LAYERS, width=0.5, convs=2,
-                 feature_weight=1.0, **kwargs):
+                 feature_weight=1.0, upsampling="nearest", **kwargs):
         super().__init__(**kwargs)
         for layer in layers:
             block_of(layer)
         self.layers_decoded = tuple(sorted(layers, key=vgg.LAYER_ORDER.index))
         self.encoder = encoder
         self.feature_weight = feature_weight
-        self.width, self.convs = width, convs
-        self.decoders = {layer: build_decoder(layer, width, convs) for layer in layers}
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        self.width, self.convs, self.upsampling = width, convs, upsampling
+        self.decoders = {layer: build_decoder(layer, width, convs, upsampling=upsampling)
+                         for layer in layers}
         self._encoders = self._per_layer(encoder)
 
     def _per_layer(self, encoder):
@@ -113,7 +131,8 @@ class DecoderFamily(keras.Model):
             return self._per_layer(encoder), dict(self.decoders)
         decoders = {}
         for layer, trained in self.decoders.items():
-            decoders[layer] = build_decoder(layer, self.width, self.convs, padding=padding)
+            decoders[layer] = build_decoder(layer, self.width, self.convs, padding=padding,
+                                            upsampling=self.upsampling)
             decoders[layer].set_weights(trained.get_weights())
         return self._per_layer(encoder), decoders
 

@@ -106,6 +106,19 @@ def test_decoders_train_and_resume(tmp_path, normalized_weights):
     saved = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
              if reader.get_variable_to_shape_map()[k] == list(b.shape)]
     assert any(np.array_equal(b, t) for t in saved)
+    assert config["upsampling"] == "nearest"
+
+    # A fine-tune may change the upsampling (the weights keep their shapes); a resume may not.
+    tuned = tmp_path / "bilinear"
+    fine_tune = train(f"--model_dir={tuned}", f"--init_from={model_dir}", "--steps=1",
+                      "--upsampling=bilinear")
+    assert fine_tune.returncode == 0, fine_tune.stderr
+    assert json.loads((tuned / "config.json").read_text())["upsampling"] == "bilinear"
+    bilinear = model_dirs.build_model(model_dirs.load_config(str(tuned)))
+    assert bilinear.decoders["relu2_1"].get_layer("block2_up").interpolation == "bilinear"
+    resume = train(f"--model_dir={tuned}", "--steps=2", "--upsampling=nearest")
+    assert resume.returncode == 2 and resume.stderr.strip().count("\n") == 0, resume.stderr
+    assert "upsampling=bilinear" in resume.stderr
 
 
 def test_decoders_reject_other_layers(tmp_path):
@@ -115,12 +128,12 @@ def test_decoders_reject_other_layers(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def _random_family(layers=("relu1_1", "relu2_1")):
+def _random_family(layers=("relu1_1", "relu2_1"), upsampling="nearest"):
     from tf_propo import weights
 
     encoder = weights.apply_weights(vgg.build_encoder(layers, pooling="max"),
                                     vgg_shaped_random_weights())
-    return decoders.DecoderFamily(encoder, layers, width=0.0625)
+    return decoders.DecoderFamily(encoder, layers, width=0.0625, upsampling=upsampling)
 
 
 def test_reflect_padded_encoder_draws_no_border():
@@ -142,11 +155,12 @@ def test_reflect_padded_encoder_draws_no_border():
         family.padded("zeros")
 
 
-def test_circular_networks_commute_with_wrapping_shifts():
+@pytest.mark.parametrize("upsampling", decoders.UPSAMPLING)
+def test_circular_networks_commute_with_wrapping_shifts(upsampling):
     """Circular padding: shifting the input around the torus shifts the features and the
     decoded image alike (by the layer's scale), which is what makes tileable textures; the
-    trained (reflect) decoders' weights are kept."""
-    family = _random_family()
+    trained (reflect) decoders' weights are kept. Bilinear upsampling wraps too."""
+    family = _random_family(upsampling=upsampling)
     encoders, circular = family.padded("circular")
     _, reflect = family.padded("reflect")
     image = np.random.default_rng(4).uniform(size=(1, 32, 48, 3)).astype(np.float32)

@@ -36,7 +36,11 @@ MODES = PSEUDO_OPTIMIZER_MODES + ("decoders",)
 MODEL_KEYS = {"po": ("mode", "stages", "layers", "width", "grad_mode", "vgg_weights"),
               "decoders": ("mode", "layers", "width", "convs", "vgg_weights")}
 # Later additions, with the value a config written before them means.
-DEFAULTS = {"po": {"padding": "zeros", "vgg_padding": "zeros"}, "decoders": {}}
+DEFAULTS = {"po": {"padding": "zeros", "vgg_padding": "zeros"},
+            "decoders": {"upsampling": "nearest"}}
+# Keys that change what a model computes but not its weights' shapes: a fine-tune may set
+# them anew (e.g. nearest-upsampling decoders fine-tuned with bilinear upsampling).
+FINE_TUNE_MAY_CHANGE = ("padding", "vgg_padding", "upsampling")
 FLOAT16_ENCODER = "vgg_float16_values"  # config key: the encoder's weights rounded to float16
 
 
@@ -127,6 +131,12 @@ def _check_values(config):
     key = "convs" if config["mode"] == "decoders" else "stages"
     if not _positive_int(config[key]):
         raise ValueError(f"{key} must be a positive integer, not {config[key]!r}")
+    if config["mode"] == "decoders":
+        from tf_propo.ot.decoders import UPSAMPLING
+
+        if config["upsampling"] not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, not "
+                             f"{config['upsampling']!r}")
 
 
 def check_compatible(saved, wanted, model_dir, flag="--model_dir"):
@@ -134,6 +144,8 @@ def check_compatible(saved, wanted, model_dir, flag="--model_dir"):
     kind = _kind(wanted["mode"])
     defaults = DEFAULTS[kind]
     for key in MODEL_KEYS[kind] + tuple(defaults):
+        if flag == "--init_from" and key in FINE_TUNE_MAY_CHANGE:
+            continue
         a, b = saved.get(key, defaults.get(key)), wanted.get(key, defaults.get(key))
         if isinstance(a, list):
             a = tuple(a)
@@ -172,6 +184,7 @@ def build_model(config):
                                              pooling=decoders.ENCODER_POOLING)
         return decoders.DecoderFamily(encoder, layers, width=config["width"],
                                       convs=config["convs"],
+                                      upsampling=config["upsampling"],
                                       feature_weight=config.get("feature_weight", 1.0))
     encoder = weights.pretrained_encoder(layers, source=config["vgg_weights"],
                                          float16_values=config.get(FLOAT16_ENCODER, False),

@@ -83,6 +83,8 @@ flags.DEFINE_float("width", None, "Channel multiplier of the trained networks: t
                    "decoders (default 0.5 of VGG's widths).", lower_bound=0.01)
 flags.DEFINE_integer("convs", 2, "decoders: 3x3 convolutions per decoder block.",
                      lower_bound=1)
+flags.DEFINE_enum("upsampling", "nearest", ("nearest", "bilinear"), "decoders: the ×2 "
+                  "upsampling of each decoder block (bilinear draws no grid).")
 flags.DEFINE_float("feature_weight", 1.0, "decoders: weight of the feature reconstruction "
                    "loss beside the pixel loss.", lower_bound=0.0)
 flags.DEFINE_float("sliced_weight", 0.0, "po/adapo/propo: weight of a sliced Wasserstein "
@@ -123,8 +125,8 @@ flags.DEFINE_integer("image_every", 100, "Image summaries (noise, stages, target
 TRAINING_FLAGS = ("mode", "stages", "layers", "targets", "holdout", "resize", "crop_size",
                   "crop_sizes", "batch_size", "learning_rate", "lr_schedule", "decay_start",
                   "adam_beta1", "adam_epsilon", "steps", "epochs", "steps_per_epoch",
-                  "precision", "seed", "distribution", "width", "convs", "feature_weight",
-                  "sliced_weight", "logit_sliced_weight", "init_from",
+                  "precision", "seed", "distribution", "width", "convs", "upsampling",
+                  "feature_weight", "sliced_weight", "logit_sliced_weight", "init_from",
                   "grad_mode", "po_padding",
                   "vgg_padding", "vgg_weights",
                   "checkpoint_every", "keep_checkpoints", "summary_every", "image_every")
@@ -158,6 +160,7 @@ def model_config():
 
         return {"mode": "decoders", "layers": list(FLAGS.layers or decoders.DECODER_LAYERS),
                 "width": FLAGS.width or 0.5, "convs": FLAGS.convs,
+                "upsampling": FLAGS.upsampling,
                 "feature_weight": FLAGS.feature_weight, **data}
     stages = FLAGS.stages or (5 if FLAGS.mode == "propo" else 1)
     from tf_propo import texture
