@@ -61,3 +61,14 @@ def test_tileable_gatys_commutes_with_wrapping_shifts(normalized_weights, sample
 
     assert shifted_difference(tileable=True) < 2e-3
     assert shifted_difference(tileable=False) > 1e-2
+
+
+def test_warm_up_runs_once_per_shape(normalized_weights, sample_paths):
+    """The first call at a shape traces and warms up outside the reported seconds; a second
+    call at that shape (an API caller's loop) does not pay for it again, a new shape does."""
+    target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 64)
+    start = np.random.default_rng(5).uniform(size=(1, 40, 24, 3)).astype(np.float32)
+    first = methods.refine(target, start, 1, methods.POLISH_LAYERS)[2]["warmup_seconds"]
+    again = methods.refine(target, start, 1, methods.POLISH_LAYERS)[2]["warmup_seconds"]
+    other = methods.refine(target, start[:, :32], 1, methods.POLISH_LAYERS)[2]
+    assert first > 0 and again == 0 and other["warmup_seconds"] > 0

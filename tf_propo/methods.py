@@ -105,9 +105,8 @@ def pseudo_optimizer(model, target, size, samples, seed):
     pre = po.start_noise(seed, size, samples)
     run = _traced(model, None, lambda: _pseudo_optimizer_run(model))
     target_tensor = tf.constant(target_statistics(target).image)
-    start = time.perf_counter()
-    run(target_tensor, pre)  # trace and warm up: graph building is part of loading
-    warmup = time.perf_counter() - start
+    warmup = _warm_up(run, (target_tensor.shape, pre.shape),
+                      lambda: run(target_tensor, pre))  # graph building is part of loading
     start = time.perf_counter()
     stages = [s.numpy() for s in run(target_tensor, pre)]
     seconds = time.perf_counter() - start
@@ -124,6 +123,23 @@ def _traced(model, key, build):
     if key not in functions:
         functions[key] = build()
     return functions[key]
+
+
+# The input shapes each traced function has run at: the first call of a shape traces and
+# warms up outside the reported seconds, later ones (an API caller's loop) pay nothing extra.
+_WARMED = weakref.WeakKeyDictionary()
+
+
+def _warm_up(function, shape, call):
+    """Run `call` (one call of `function` at `shape`) the first time that pair is seen; the
+    seconds it took, 0.0 when already warm."""
+    seen = _WARMED.setdefault(function, set())
+    if shape in seen:
+        return 0.0
+    start = time.perf_counter()
+    call()
+    seen.add(shape)
+    return time.perf_counter() - start
 
 
 def _pseudo_optimizer_run(model):
@@ -178,9 +194,9 @@ def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STE
     traced = _traced(ot, strategy, lambda: tf.function(
         functools.partial(ot.synthesize, strategy=strategy), reduce_retracing=True))
     run = lambda image, s: traced(targets, image, seed=s)  # noqa: E731
-    start = time.perf_counter()
-    run(start_noise[:1], tf.constant(seed, tf.int64))  # trace and warm up
-    warmup = time.perf_counter() - start
+    warmup = _warm_up(traced, (tuple(start_noise.shape[1:]),
+                                       tuple(tuple(t.shape) for t in targets.values())),
+                      lambda: run(start_noise[:1], tf.constant(seed, tf.int64)))
     start = time.perf_counter()
     images = [run(start_noise[i:i + 1], tf.constant(seed * 1000 + i, tf.int64))[0]
               for i in range(len(noise))]
@@ -227,9 +243,8 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers)
     images = np.asarray(images, np.float32)
-    start = time.perf_counter()
-    loss_and_gradient(tf.constant(images[:1]))  # trace and warm up, as for the other methods
-    warmup = time.perf_counter() - start
+    warmup = _warm_up(encoder, (layers, images.shape[1:]),
+                      lambda: loss_and_gradient(tf.constant(images[:1])))
     start = time.perf_counter()
     images = gatys_lib.synthesize(encoder, target_grams, images, steps, layers=layers,
                                   optimizer="lbfgs_projected")
