@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from tf_propo import shapes
+
 # name: (method, options, description). Sizes on disk are what the preset loads.
 _PRESETS = {
     "quilt": ("quilt", {}, "Image quilting from blocks of the target, polished by 8 shallow "
@@ -26,7 +28,7 @@ _PRESETS = {
                       "Gatys' loss: the target's statistics matched closely in a few "
                       "seconds."),
     "propo": ("propo", {}, "The bundled pretrained progressive pseudo optimizer (Shi & Qiao "
-              "2020): one network pass, square sizes in multiples of 16."),
+              "2020): one network pass, sides in multiples of 16."),
     "gatys": ("gatys", {"steps": 100}, "Gatys et al.'s optimisation from noise, 100 L-BFGS "
               "steps: the quality reference, about a minute for 256² on a CPU."),
     "ot_sliced": ("ot", {"strategy": "sliced"}, "Optimal transport of VGG features (Risser "
@@ -192,11 +194,11 @@ class TextureSynthesizer:
             target: a path, a uint8 or float [0, 1] array [H, W, 3], a tf.Tensor, or the
                 TargetStatistics of statistics(target) (reused: its passes are not redone).
             size: output side in px, or (height, width); the pseudo optimizers take
-                squares in multiples of 16.
+                sides in multiples of 16.
             samples: how many textures (each from its own noise).
             seed: the same seed gives the same textures.
-            tileable: textures that wrap around without a seam (quilt, ot and gatys;
-                ot in multiples of 16).
+            tileable: textures that wrap around without a seam (every method; ot in
+                multiples of 16).
 
         Returns:
             uint8 numpy array [samples, height, width, 3].
@@ -213,14 +215,9 @@ class TextureSynthesizer:
             raise ValueError(f"samples must be an int from 1 to 256, got {samples!r}")
         if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31):
             raise ValueError(f"seed must be an int in [0, 2^31), got {seed!r}")
-        if tileable and self.method not in ("quilt", "ot", "gatys"):
-            raise ValueError(f"tileable=True: quilt, ot and gatys make tileable textures, "
-                             f"not {self.method}")
-        if tileable and self.method == "ot" and (height % 16 or width % 16):
-            raise ValueError(f"size must be multiples of 16 for a tileable ot texture, got "
-                             f"{(height, width)}")
-        if self.method not in ("quilt", "ot", "gatys") and height != width:
-            raise ValueError(f"size must be square for {self.method}, got {(height, width)}")
+        problem = shapes.size_problem(self.method, height, width, bool(tileable))
+        if problem:
+            raise ValueError(f"size {(height, width)}: {problem}")
         from tf_propo import methods
 
         if not isinstance(target, methods.TargetStatistics):
@@ -253,10 +250,8 @@ class TextureSynthesizer:
                                    self.options["steps"], progress=False,
                                    tileable=tileable)[0]
         else:
-            if height % 16:
-                raise ValueError(f"size must be a multiple of 16 for {self.method}, got "
-                                 f"{height}")
-            images = methods.pseudo_optimizer(self.model, target, height, samples, seed)[0]
+            images = methods.pseudo_optimizer(self.model, target, (height, width), samples,
+                                              seed, tileable=tileable)[0]
         if refine:
             images = methods.refine(target, images, refine, policy=policy,
                                     tileable=tileable)[0]

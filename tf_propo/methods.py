@@ -15,12 +15,13 @@ import tensorflow as tf
 
 from tf_propo import model_dir as model_dirs
 from tf_propo import po
+from tf_propo import shapes
 from tf_propo import texture
 from tf_propo import weights
 from tf_propo.errors import UsageError
 from tf_propo.progress import Progress
 
-METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")
+METHODS = shapes.METHODS
 
 
 class TargetStatistics:
@@ -97,12 +98,17 @@ def load_pseudo_optimizer(model_dir, method):
     return model, model_dir
 
 
-def pseudo_optimizer(model, target, size, samples, seed):
-    """po / adapo / propo: x[0] noise -> x[K]; returns x[K], seconds, and every stage's
-    images in extra["stage_images"] (x[0] .. x[K])."""
-    if size % 16:
-        raise UsageError(f"--size={size}: pseudo optimizers need a multiple of 16")
-    pre = po.start_noise(seed, size, samples)
+def pseudo_optimizer(model, target, size, samples, seed, tileable=False):
+    """po / adapo / propo: x[0] noise -> x[K] at `size` (a side or (height, width), multiples
+    of 16); returns x[K], seconds, and every stage's images in extra["stage_images"] (x[0] ..
+    x[K]). tileable: the model padded circularly throughout (ProgressiveOptimizer.padded)."""
+    height, width = (size, size) if np.isscalar(size) else size
+    problem = shapes.size_problem("propo", height, width)
+    if problem:
+        raise UsageError(f"size {width}x{height}: {problem}")
+    if tileable:
+        model = model.padded("circular")
+    pre = po.start_noise(seed, (height, width), samples)
     run = _traced(model, None, lambda: _pseudo_optimizer_run(model))
     target_tensor = tf.constant(target_statistics(target).image)
     warmup = _warm_up(run, (target_tensor.shape, pre.shape),
@@ -180,9 +186,9 @@ def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STE
     the next multiple of 16 and cropped).
     """
     height, width = noise.shape[1:3]
-    if tileable and (height % 16 or width % 16):
-        raise UsageError(f"a tileable ot texture needs sides that are multiples of 16, got "
-                         f"{width}x{height}")
+    problem = shapes.size_problem("ot", height, width, tileable)
+    if problem:
+        raise UsageError(f"size {width}x{height}: {problem}")
     ot = ot.with_padding("circular" if tileable else "reflect")
     target = target_statistics(target)
     targets = target.get(("ot", ot), lambda: ot.target_features(target.image))

@@ -28,6 +28,8 @@ in TensorFlow and jax.grad in JAX), so Keras' JAX backend can train them too
 (tf_propo.train_jax).
 """
 
+import weakref
+
 import keras
 from keras import ops
 
@@ -38,12 +40,15 @@ GRAD_MODES = ("local", "total")
 
 
 def start_noise(seed, size, samples=1):
-    """x[0]'s pre-sigmoid image U(−1, 1), [samples, size, size, 3], from `seed`: the noise of
-    `synthesize --seed` and of the exported models, so both give the same texture."""
+    """x[0]'s pre-sigmoid image U(−1, 1), [samples, height, width, 3] for size = side or
+    (height, width), from `seed`: the noise of `synthesize --seed` and of the exported
+    models, so both give the same texture."""
     import tensorflow as tf
 
+    height, width = (size, size) if isinstance(size, int) or not hasattr(size, "__len__") \
+        else size
     seed = tf.cast(seed, tf.int64)
-    return tf.random.stateless_uniform([samples, size, size, 3],
+    return tf.random.stateless_uniform([samples, height, width, 3],
                                        tf.stack([seed, tf.constant(0, tf.int64)]),
                                        minval=-1.0, maxval=1.0)
 
@@ -172,6 +177,9 @@ def build_pseudo_optimizer(layers, width=1.0, padding="zeros", name="pseudo_opti
     return keras.Model(inputs, delta, name=name)
 
 
+_PADDED = weakref.WeakKeyDictionary()  # {model: {padding: the model padded so}}
+
+
 class ProgressiveOptimizer(keras.Model):
     """K pseudo-optimizer stages with a shared, frozen VGG encoder.
 
@@ -190,6 +198,8 @@ class ProgressiveOptimizer(keras.Model):
         if grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
         self.layer_sets = stage_layers(stages, layers)
+        self.padding = padding
+        self._texture_layers = tuple(layers)
         self.all_layers = tuple(dict.fromkeys(l for s in self.layer_sets for l in s))
         self.encoder = encoder
         self.grad_mode = grad_mode
@@ -207,6 +217,24 @@ class ProgressiveOptimizer(keras.Model):
     def networks(self):
         """The trainable networks by checkpoint name."""
         return {f"stage{i}": stage for i, stage in enumerate(self.stages)}
+
+    def padded(self, padding):
+        """This model with the same weights, padding by `padding` in its stage networks and
+        its VGG: "circular" makes every pass translation-equivariant on a torus, so its
+        textures tile, whatever padding it was trained with. Built once per padding."""
+        variants = _PADDED.setdefault(self, {})  # not an attribute: Keras would track it
+        if padding not in variants:
+            dtype = self.encoder.get_layer("conv1_1").dtype_policy.name
+            encoder = vgg.build_encoder(self._texture_layers, padding=padding, dtype=dtype)
+            for layer in encoder.layers:
+                if layer.weights:
+                    layer.set_weights(self.encoder.get_layer(layer.name).get_weights())
+            model = ProgressiveOptimizer(encoder, len(self.stages), self._texture_layers,
+                                         self.width, self.grad_mode, padding)
+            for name, network in model.networks.items():
+                network.set_weights(self.networks[name].get_weights())
+            variants[padding] = model
+        return variants[padding]
 
     def _pass_layers(self, s):
         """Layers of the VGG pass after stage s: its own loss and stage s+1's inputs."""

@@ -13,6 +13,7 @@ import statistics
 
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
 from tf_propo import memory
+from tf_propo import shapes
 
 from absl import flags
 
@@ -20,11 +21,10 @@ from tf_propo.errors import UsageError
 
 import importlib.resources
 
-METHODS = ("gatys", "po", "adapo", "propo", "ot", "quilt")  # methods.METHODS, TF not imported
 DEFAULT_TARGET = "material_metall006.png"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("method", "quilt", METHODS, "Synthesis method. quilt (default): image "
+flags.DEFINE_enum("method", "quilt", shapes.METHODS, "Synthesis method. quilt (default): image "
                   "quilting, the texture stitched from blocks of the target, then polished "
                   "(--polish_steps): no training, about a second, the target's structure; add "
                   "--refine_steps=48 to match its statistics closely in a few more seconds. "
@@ -38,7 +38,7 @@ flags.DEFINE_list("target", None, "Target texture image (PNG/JPEG/WebP/BMP), or 
                   f"public-domain sample {DEFAULT_TARGET}.")
 flags.DEFINE_string("size", "256", "Output size in px: N for N x N, or WIDTHxHEIGHT (e.g. "
                     "2048x1024); each side 16 to 8192. quilt, gatys and ot make any shape, "
-                    "the pseudo optimizers squares.")
+                    "the pseudo optimizers sides in multiples of 16.")
 flags.DEFINE_integer("target_size", 256, "Resize the target so its short edge is this many "
                      "px before taking its statistics (the paper's 256); 0 keeps it as is.",
                      lower_bound=0)
@@ -89,19 +89,15 @@ flags.register_multi_flags_validator(
     ["polish_steps", "method"],
     lambda f: f["polish_steps"] is None or f["method"] in ("quilt", "ot"),
     "--polish_steps: only --method=quilt and --method=ot are polished")
-flags.DEFINE_bool("tileable", False, "quilt, ot, gatys: a texture that wraps around (right "
-                  "edge into left, bottom into top), so copies of it tile without a seam "
-                  "(ot: sides in multiples of 16).")
-flags.register_multi_flags_validator(
-    ["tileable", "method"],
-    lambda f: not f["tileable"] or f["method"] in ("quilt", "ot", "gatys"),
-    "--tileable: only --method=quilt, ot and gatys make tileable textures")
+flags.DEFINE_bool("tileable", False, "A texture that wraps around (right edge into left, "
+                  "bottom into top), so copies of it tile without a seam (ot: sides in "
+                  "multiples of 16; the pseudo optimizers run circularly padded).")
 flags.DEFINE_string("decoders", None, "ot: directory of trained decoders (python -m "
                     "tf_propo.train --flagfile=configs/decoders.flags). Default: the decoders "
                     "bundled with the package.")
 
 
-def output_size(text, method, samples):
+def output_size(text, method, samples, tileable=False):
     """(height, width) of --size: "N" or "WxH"; UsageError (naming --size) otherwise."""
     parts = text.lower().split("x")
     if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
@@ -109,9 +105,9 @@ def output_size(text, method, samples):
     width, height = int(parts[0]), int(parts[-1])
     if not (16 <= width <= 8192 and 16 <= height <= 8192):
         raise UsageError(f"--size={text}: each side must be 16 to 8192 px")
-    if width != height and method not in ("quilt", "gatys", "ot"):
-        raise UsageError(f"--size={text}: --method={method} makes squares; quilt, gatys and "
-                         "ot make any shape")
+    problem = shapes.size_problem(method, height, width, tileable)
+    if problem:
+        raise UsageError(f"--size={text}: {problem}")
     memory.check_fits(samples * width * height, f"--size={text} --samples={samples}",
                       "ask for fewer samples or a smaller size")
     return height, width
@@ -181,8 +177,9 @@ def _synthesize(model, target, evaluation, noise, height, width, policy, progres
                                            polish_steps=polish_steps, policy=policy,
                                            vgg_weights=FLAGS.vgg_weights,
                                            tileable=FLAGS.tileable), {})
-    images, seconds, extra = methods.pseudo_optimizer(model, target, height, FLAGS.samples,
-                                                      FLAGS.seed)
+    images, seconds, extra = methods.pseudo_optimizer(model, target, (height, width),
+                                                      FLAGS.samples, FLAGS.seed,
+                                                      tileable=FLAGS.tileable)
     stages = extra.pop("stage_images")
     extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
     strip = {}
@@ -197,10 +194,7 @@ def main(argv):
     from tf_propo import image_io
 
     outputs = _targets_and_outputs()
-    height, width = output_size(FLAGS.size, FLAGS.method, FLAGS.samples)
-    if FLAGS.tileable and FLAGS.method == "ot" and (height % 16 or width % 16):
-        raise UsageError(f"--size={FLAGS.size}: a tileable ot texture needs sides that are "
-                         "multiples of 16")
+    height, width = output_size(FLAGS.size, FLAGS.method, FLAGS.samples, FLAGS.tileable)
     targets = {}
     for path in outputs:  # every target is read (and checked) before any work
         target = image_io.read_image(path)
