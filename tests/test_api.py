@@ -57,6 +57,22 @@ def test_bad_arguments_raise_value_errors_naming_them(call, argument):
         call(synth)
     with pytest.raises(ValueError, match="name must be one of"):
         tf_propo.TextureSynthesizer.from_preset("fastest")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        tf_propo.TextureSynthesizer.from_preset("quilt", precision="fp8")
+
+
+def test_precision_sets_the_networks_arithmetic_and_nothing_else():
+    """from_preset builds its networks under the asked policy (as the apps' --precision),
+    leaving the process' global policy as it was."""
+    import keras
+
+    before = keras.config.dtype_policy().name
+    for precision, compute in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
+        synth = tf_propo.TextureSynthesizer.from_preset("ot_eigh", precision=precision)
+        assert synth.policy == precision
+        encoder = synth.model.family.encoder
+        assert encoder.get_layer("conv1_1").compute_dtype == compute
+        assert keras.config.dtype_policy().name == before
 
 
 def test_neural_presets_and_the_texture_loss(normalized_weights):

@@ -115,20 +115,24 @@ class TextureSynthesizer:
     makes textures from a target.
     """
 
-    def __init__(self, method, model=None, target_size=256, **options):
+    def __init__(self, method, model=None, target_size=256, policy="float32", **options):
         self.method = method
         self.model = model
         self.target_size = target_size
+        self.policy = policy  # the networks' and the VGG passes' Keras dtype policy
         self.options = options
 
     @classmethod
-    def from_preset(cls, name, target_size=256):
+    def from_preset(cls, name, target_size=256, precision="auto"):
         """A synthesizer from a preset name (list_presets), bundled models sha256-checked.
 
         Args:
             name: a preset name, e.g. "quilt" (the fast default) or "quilt_refined".
             target_size: the target's short edge is resized to this before synthesis
                 (the paper's 256); 0 keeps it as it is.
+            precision: "auto" (bfloat16 where the CPU or GPU has it), "float32",
+                "mixed_bfloat16" or "mixed_float16": the networks' and VGG's arithmetic
+                (Gatys runs in float32 whatever it says).
 
         Returns:
             A TextureSynthesizer.
@@ -140,28 +144,33 @@ class TextureSynthesizer:
         if name not in _PRESETS:
             raise ValueError(f"name must be one of {', '.join(_PRESETS)}, got {name!r}")
         method, options, _ = _PRESETS[name]
-        from tf_propo import methods
+        from tf_propo import methods, precision as precisions
 
+        policy = _policy(precision)
         model = None
-        if method == "propo":
-            model, _ = methods.load_pseudo_optimizer(None, "propo")
-        elif method == "ot":
-            model = methods.load_optimal_transport()
-        return cls(method, model, target_size, **options)
+        with precisions.building_under(policy):
+            if method == "propo":
+                model, _ = methods.load_pseudo_optimizer(None, "propo")
+            elif method == "ot":
+                model = methods.load_optimal_transport()
+        return cls(method, model, target_size, policy, **options)
 
     @classmethod
-    def load(cls, model_dir, target_size=256):
+    def load(cls, model_dir, target_size=256, precision="auto"):
         """A synthesizer from a trained po / adapo / propo model directory
-        (python -m tf_propo.train) or a decoders directory (OT, sliced matching)."""
-        from tf_propo import methods
+        (python -m tf_propo.train) or a decoders directory (OT, sliced matching);
+        target_size and precision as for from_preset."""
+        from tf_propo import methods, precision as precisions
         from tf_propo import model_dir as model_dirs
 
         mode = model_dirs.load_config(model_dir)["mode"]
-        if mode == "decoders":
-            return cls("ot", methods.load_optimal_transport(model_dir), target_size,
-                       strategy="sliced")
-        model, _ = methods.load_pseudo_optimizer(model_dir, mode)
-        return cls(mode, model, target_size)
+        policy = _policy(precision)
+        with precisions.building_under(policy):
+            if mode == "decoders":
+                return cls("ot", methods.load_optimal_transport(model_dir), target_size,
+                           policy, strategy="sliced")
+            model, _ = methods.load_pseudo_optimizer(model_dir, mode)
+        return cls(mode, model, target_size, policy)
 
     def statistics(self, target):
         """`target` prepared for generate: its pixels at this synthesizer's target_size, and
@@ -226,9 +235,9 @@ class TextureSynthesizer:
                                                   tileable))
 
     def _synthesize(self, target, height, width, samples, seed, tileable):
-        from tf_propo import methods, metrics, precision
+        from tf_propo import methods, metrics
 
-        policy = precision.resolve("auto")
+        policy = self.policy
         refine = self.options.get("refine_steps", 0)
         if self.method == "quilt":
             images = methods.quilt(
@@ -256,6 +265,17 @@ class TextureSynthesizer:
             images = methods.refine(target, images, refine, policy=policy,
                                     tileable=tileable)[0]
         return images
+
+
+def _policy(precision):
+    from tf_propo import precision as precisions
+    from tf_propo.errors import UsageError
+
+    try:
+        return precisions.resolve(precision)
+    except UsageError:
+        raise ValueError(f"precision must be one of {', '.join(precisions.PRECISIONS)}, "
+                         f"got {precision!r}") from None
 
 
 def texture_loss(images, target, target_size=256):

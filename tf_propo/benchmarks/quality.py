@@ -56,6 +56,8 @@ if __name__ == "__main__":  # flags only for the app: the tests import its arith
                       "the +N refinements (gatys is float32 whatever it says).")
     flags.DEFINE_string("out", None, "Directory for evaluate's results.csv, report.md and "
                         "grids.")
+    flags.DEFINE_string("decoders", None, "ot: trained decoders to measure (default: the "
+                        "bundled ones).")
 
 
 def parse_methods(specs):
@@ -146,6 +148,8 @@ def main(argv):
                f"--methods={','.join(m for m, _ in methods)}", f"--samples={FLAGS.samples}",
                f"--size={FLAGS.size}", f"--gatys_steps={FLAGS.gatys_steps}",
                f"--precision={FLAGS.precision}", f"--out={FLAGS.out}"]
+    if FLAGS.decoders:
+        command.append(f"--decoders={FLAGS.decoders}")
     result = subprocess.run(command, stdout=subprocess.PIPE)  # progress on our stderr
     if result.returncode:
         raise UsageError(f"evaluate failed (exit {result.returncode})")
