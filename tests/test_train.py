@@ -176,7 +176,7 @@ def test_bad_model_dirs_for_synthesis(tmp_path, trained):
         (["--method=adapo"], "needs --model_dir"),  # propo alone: the bundled model
         (["--method=propo", f"--model_dir={tmp_path / 'nope'}"], "no such directory"),
         (["--method=propo", f"--model_dir={tmp_path / 'corrupt'}"], "corrupt model"),
-        (["--method=propo", f"--model_dir={straight}", "--size=40"], "multiple of 16"),
+        (["--method=propo", f"--model_dir={straight}", "--size=40"], "multiples of 16"),
     ]
     for args, message in cases:
         size = [] if any(a.startswith("--size") for a in args) else ["--size=32"]

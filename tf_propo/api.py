@@ -116,6 +116,16 @@ class TextureSynthesizer:
     """
 
     def __init__(self, method, model=None, target_size=256, policy="float32", **options):
+        """A synthesizer of `method` (tf_propo.shapes.METHODS) with its loaded `model` (the
+        pseudo optimizer or OT decoders; None for quilt and gatys); from_preset and load
+        build one for you.
+
+        Args:
+            target_size: the target's short edge in px before its statistics (0: as is).
+            policy: the Keras dtype policy the model was built under, and of the VGG passes.
+            options: strategy (ot), steps, optimizer and learning_rate (gatys), polish_steps
+                (quilt, ot), refine_steps (L-BFGS steps after the method), vgg_weights.
+        """
         self.method = method
         self.model = model
         self.target_size = target_size
@@ -219,6 +229,29 @@ class TextureSynthesizer:
         """
         from tf_propo import image_io
 
+        return image_io.to_uint8(self.synthesize(target, size, samples, seed,
+                                                 tileable).images)
+
+    def synthesize(self, target, size=256, samples=1, seed=0, tileable=False, progress=False):
+        """generate's textures with what a report needs (the synthesize command's JSON).
+
+        Args:
+            target, size, samples, seed, tileable: as for generate.
+            progress: a progress bar on stderr for the slow methods (gatys).
+
+        Returns:
+            A Synthesis: images float32 [samples, height, width, 3] in [0, 1], seconds of
+            the synthesis itself (models loaded and graphs traced before: a first call at a
+            shape traces outside them), extra (the method's own figures; the pseudo
+            optimizers' every stage in extra["stage_images"]; with refine_steps,
+            extra["refine"] = {steps, seconds, images_before}).
+
+        Example:
+            >>> result = TextureSynthesizer.from_preset("quilt_raw").synthesize(
+            ...     np.full((64, 64, 3), 0.5), size=32)
+            >>> result.images.dtype, result.images.shape, result.seconds > 0
+            (dtype('float32'), (1, 32, 32, 3), True)
+        """
         height, width = _size(size)
         if not (isinstance(samples, (int, np.integer)) and 1 <= samples <= 256):
             raise ValueError(f"samples must be an int from 1 to 256, got {samples!r}")
@@ -231,40 +264,51 @@ class TextureSynthesizer:
 
         if not isinstance(target, methods.TargetStatistics):
             target = self.statistics(target)
-        return image_io.to_uint8(self._synthesize(target, height, width, samples, seed,
-                                                  tileable))
+        images, seconds, extra = self._run(target, height, width, samples, seed,
+                                           bool(tileable), progress)
+        refine = self.options.get("refine_steps", 0)
+        if refine and self.method != "gatys":
+            before = images
+            images, refine_seconds, _ = methods.refine(
+                target, images, refine, policy=self.policy, tileable=tileable,
+                vgg_weights=self.options.get("vgg_weights", "normalized"))
+            seconds += refine_seconds
+            extra["refine"] = {"steps": refine, "seconds": round(refine_seconds, 3),
+                               "images_before": before}
+        return Synthesis(np.asarray(images, np.float32), seconds, extra)
 
-    def _synthesize(self, target, height, width, samples, seed, tileable):
+    def _run(self, target, height, width, samples, seed, tileable, progress):
+        """(images, seconds, extra) of the method itself."""
         from tf_propo import methods, metrics
 
-        policy = self.policy
-        refine = self.options.get("refine_steps", 0)
+        options, policy = self.options, self.policy
+        vgg_weights = options.get("vgg_weights", "normalized")
+        polish_steps = options.get("polish_steps", methods.POLISH_STEPS)
         if self.method == "quilt":
-            images = methods.quilt(
-                target, (height, width), samples, seed, tileable=tileable,
-                polish_steps=self.options.get("polish_steps", methods.POLISH_STEPS),
-                policy=policy)[0]
-        elif self.method == "ot":
-            noise = metrics.reference_noise(seed, (height, width), samples)
-            images = methods.optimal_transport(
-                self.model, target, noise, seed, self.options["strategy"],
-                self.options.get("polish_steps", methods.POLISH_STEPS), policy,
-                tileable=tileable)[0]
-        elif self.method == "gatys":
-            refine = 0
-            evaluation = target.get(("metrics",),
-                                    lambda: metrics.TextureMetrics(target.image))
-            images = methods.gatys(evaluation,
-                                   metrics.reference_noise(seed, (height, width), samples),
-                                   self.options["steps"], progress=False,
-                                   tileable=tileable)[0]
-        else:
-            images = methods.pseudo_optimizer(self.model, target, (height, width), samples,
-                                              seed, tileable=tileable)[0]
-        if refine:
-            images = methods.refine(target, images, refine, policy=policy,
-                                    tileable=tileable)[0]
-        return images
+            return methods.quilt(target, (height, width), samples, seed, tileable=tileable,
+                                 polish_steps=polish_steps, policy=policy,
+                                 vgg_weights=vgg_weights)
+        noise = metrics.reference_noise(seed, (height, width), samples)
+        if self.method == "ot":
+            return methods.optimal_transport(self.model, target, noise, seed,
+                                             options.get("strategy", "sliced"), polish_steps,
+                                             policy, vgg_weights, tileable)
+        if self.method == "gatys":
+            return methods.gatys(target.metrics(vgg_weights), noise, options.get("steps", 100),
+                                 options.get("optimizer", "lbfgs"),
+                                 options.get("learning_rate", 0.02), progress=progress,
+                                 tileable=tileable, vgg_weights=vgg_weights)
+        return methods.pseudo_optimizer(self.model, target, (height, width), samples, seed,
+                                        tileable=tileable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Synthesis:
+    """What TextureSynthesizer.synthesize made (see there)."""
+
+    images: np.ndarray
+    seconds: float
+    extra: dict
 
 
 def _policy(precision):

@@ -44,7 +44,7 @@ flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
                   "propo=~/.cache/tf_propo/runs/demo.")
 flags.DEFINE_string("decoders", None, "ot: trained decoders (default: the bundled ones).")
 flags.DEFINE_integer("samples", 3, "Samples per target and method (diversity needs >= 2).",
-                     lower_bound=1)
+                     lower_bound=1, upper_bound=256)
 flags.DEFINE_integer("size", 256, "Output size in px (a multiple of 16).", lower_bound=16,
                      upper_bound=8192)
 flags.DEFINE_integer("target_size", 256, "Short edge the target is resized to.", lower_bound=16)
@@ -160,31 +160,19 @@ class Runner:
                 self.loaded[name] = e
         return self.loaded[name]
 
-    def run(self, name, strategy, refine, target, evaluation, noise):
-        """(images, seconds) of one method, with `refine` Gatys steps after a fast one."""
-        from tf_propo import methods
+    def run(self, name, strategy, refine, target):
+        """(images, seconds) of one method on `target` (methods.TargetStatistics), with
+        `refine` Gatys steps after a fast one."""
+        from tf_propo import api
 
         model = self.model(name)
         if isinstance(model, UsageError):
             raise model
-        if name == "gatys":
-            return methods.gatys(evaluation, noise, FLAGS.gatys_steps, progress=False)[:2]
-        if name == "ot":
-            images, seconds = methods.optimal_transport(model, target, noise, FLAGS.seed,
-                                                        strategy, FLAGS.polish_steps,
-                                                        self.policy)[:2]
-        elif name == "quilt":
-            images, seconds = methods.quilt(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
-                                            polish_steps=FLAGS.polish_steps,
-                                            policy=self.policy)[:2]
-        else:
-            images, seconds = methods.pseudo_optimizer(model, target, FLAGS.size,
-                                                       FLAGS.samples, FLAGS.seed)[:2]
-        if refine:
-            images, refine_seconds, _ = methods.refine(target, images, refine,
-                                                       policy=self.policy)
-            seconds += refine_seconds
-        return images, seconds
+        synthesizer = api.TextureSynthesizer(
+            name, model, 0, self.policy, strategy=strategy, steps=FLAGS.gatys_steps,
+            polish_steps=FLAGS.polish_steps, refine_steps=refine)
+        result = synthesizer.synthesize(target, FLAGS.size, FLAGS.samples, FLAGS.seed)
+        return result.images, result.seconds
 
 
 def main(argv):
@@ -220,20 +208,22 @@ def main(argv):
                       f"--target_size={FLAGS.target_size}",
                       "ask for fewer samples, a smaller size or a smaller --target_size")
     cli.import_tensorflow_quietly()
-    from tf_propo import metrics, precision, report
+    from tf_propo import methods, metrics, precision, report
 
-    methods, model_dirs = _parse_methods()
+    specs, model_dirs = _parse_methods()
     policy = precision.resolve(FLAGS.precision)
     runner = Runner(model_dirs, policy)
-    progress = Progress(len(targets) * len(methods), "evaluate")
+    progress = Progress(len(targets) * len(specs), "evaluate")
     rows, grids, encoder = [], {}, None
     for path, whole in images.items():
         name = os.path.basename(path)
         target, unseen, held_out, real_unseen = whole, None, None, None
         if FLAGS.protocol == "held_out_half":
             target, unseen = metrics.split_halves(whole)
-        # One encoder for every target: loaded once, and Gatys' graph traced once per size.
-        evaluation = metrics.TextureMetrics(target, encoder=encoder)
+        # Every method shares what it computes from the target, and one encoder serves every
+        # target: loaded once, and Gatys' graph traced once per size.
+        prepared = methods.TargetStatistics(target)
+        evaluation = prepared.metrics(encoder=encoder)
         encoder = evaluation.encoder
         if unseen is not None and not metrics.halves_repeat(target, unseen):
             held_out = metrics.TextureMetrics(unseen, encoder=evaluation.encoder)
@@ -243,15 +233,14 @@ def main(argv):
         target_dark = metrics.dark_fraction(target)
         real_novel = None if unseen is None else metrics.novel_patch_fraction(unseen, target)
         grid_rows = []
-        for spec, method, strategy, refine in methods:
+        for spec, method, strategy, refine in specs:
             row = dict.fromkeys(COLUMNS)
             row.update({"target": name, "method": spec, "samples": FLAGS.samples,
                         "precision": "float32" if method == "gatys" else policy,
                         "size": FLAGS.size, "noise_texture_loss": noise_loss})
             peak_memory_reset()
             try:
-                result, seconds = runner.run(method, strategy, refine, target, evaluation,
-                                             noise)
+                result, seconds = runner.run(method, strategy, refine, prepared)
             except UsageError as e:
                 row["status"] = f"missing ({e})"
             else:

@@ -39,6 +39,14 @@ class TargetStatistics:
             self._computed[key] = compute()
         return self._computed[key]
 
+    def metrics(self, vgg_weights="normalized", encoder=None):
+        """The target's metrics.TextureMetrics (Gatys' target and every report's scorer);
+        encoder: another TextureMetrics' encoder to share."""
+        from tf_propo import metrics
+
+        return self.get(("metrics", vgg_weights), lambda: metrics.TextureMetrics(
+            self.image, vgg_weights=vgg_weights, encoder=encoder))
+
 
 def target_statistics(target):
     """`target` as TargetStatistics (itself if it is one)."""

@@ -45,8 +45,7 @@ def start_noise(seed, size, samples=1):
     models, so both give the same texture."""
     import tensorflow as tf
 
-    height, width = (size, size) if isinstance(size, int) or not hasattr(size, "__len__") \
-        else size
+    height, width = size if isinstance(size, (tuple, list)) else (size, size)
     seed = tf.cast(seed, tf.int64)
     return tf.random.stateless_uniform([samples, height, width, 3],
                                        tf.stack([seed, tf.constant(0, tf.int64)]),

@@ -43,7 +43,7 @@ flags.DEFINE_integer("target_size", 256, "Resize the target so its short edge is
                      "px before taking its statistics (the paper's 256); 0 keeps it as is.",
                      lower_bound=0)
 flags.DEFINE_integer("samples", 1, "Number of samples (different noise) to synthesise.",
-                     lower_bound=1)
+                     lower_bound=1, upper_bound=256)
 flags.DEFINE_integer("seed", 0, "Random seed: the same seed gives the same texture.",
                      lower_bound=0, upper_bound=cli.MAX_SEED)
 flags.DEFINE_string("out", "texture.png", "Output image (.png/.jpg/.webp/.bmp), written "
@@ -146,47 +146,25 @@ def _targets_and_outputs():
     return outputs
 
 
-def _load_model():
-    """The method's trained model, loaded once for every target: (model, extra JSON)."""
-    from tf_propo import methods
+def _synthesizer(policy):
+    """The TextureSynthesizer the flags describe, its model loaded once for every target;
+    (synthesizer, extra JSON)."""
+    from tf_propo import api, methods
 
+    options = {"vgg_weights": FLAGS.vgg_weights, "refine_steps": FLAGS.refine_steps,
+               "polish_steps": methods.POLISH_STEPS if FLAGS.polish_steps is None
+               else FLAGS.polish_steps}
+    model, extra = None, {}
     if FLAGS.method == "ot":
-        return methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes), {}
-    if FLAGS.method in ("po", "adapo", "propo"):
+        model = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)
+        options["strategy"] = FLAGS.strategy
+    elif FLAGS.method == "gatys":
+        options.update(steps=FLAGS.steps, optimizer=FLAGS.optimizer,
+                       learning_rate=FLAGS.learning_rate)
+    elif FLAGS.method in shapes.PSEUDO_OPTIMIZERS:
         model, model_dir = methods.load_pseudo_optimizer(FLAGS.model_dir, FLAGS.method)
-        return model, {"model_dir": os.path.abspath(model_dir)}
-    return None, {}
-
-
-def _synthesize(model, target, evaluation, noise, height, width, policy, progress):
-    """(images, seconds, extra JSON, {name: image} to write beside) of one target, a
-    methods.TargetStatistics."""
-    from tf_propo import image_io, methods
-
-    polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
-    if FLAGS.method == "gatys":
-        return (*methods.gatys(evaluation, noise, FLAGS.steps, FLAGS.optimizer,
-                               FLAGS.learning_rate, progress=progress,
-                               tileable=FLAGS.tileable, vgg_weights=FLAGS.vgg_weights), {})
-    if FLAGS.method == "quilt":
-        return (*methods.quilt(target, (height, width), FLAGS.samples, FLAGS.seed,
-                               tileable=FLAGS.tileable, polish_steps=polish_steps,
-                               policy=policy, vgg_weights=FLAGS.vgg_weights), {})
-    if FLAGS.method == "ot":
-        return (*methods.optimal_transport(model, target, noise, FLAGS.seed, FLAGS.strategy,
-                                           polish_steps=polish_steps, policy=policy,
-                                           vgg_weights=FLAGS.vgg_weights,
-                                           tileable=FLAGS.tileable), {})
-    images, seconds, extra = methods.pseudo_optimizer(model, target, (height, width),
-                                                      FLAGS.samples, FLAGS.seed,
-                                                      tileable=FLAGS.tileable)
-    stages = extra.pop("stage_images")
-    extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
-    strip = {}
-    if FLAGS.save_stages:
-        tiles = [s[0] for s in stages] + [image_io.resize_short_edge(target.image, height)]
-        strip["stages"] = image_io.tile_horizontally(tiles)
-    return images, seconds, extra, strip
+        extra["model_dir"] = os.path.abspath(model_dir)
+    return api.TextureSynthesizer(FLAGS.method, model, 0, policy, **options), extra
 
 
 def main(argv):
@@ -212,28 +190,32 @@ def main(argv):
     from tf_propo.progress import Progress
 
     policy = precision.apply(FLAGS.precision)
-    model, model_extra = _load_model()
+    synthesizer, model_extra = _synthesizer(policy)
     noise = metrics.reference_noise(FLAGS.seed, (height, width), FLAGS.samples)
     progress = Progress(len(targets), "synthesize") if len(targets) > 1 else None
     results, encoder = [], None
     for path, target in targets.items():
-        evaluation = metrics.TextureMetrics(target, vgg_weights=FLAGS.vgg_weights,
-                                            encoder=encoder)
-        encoder = evaluation.encoder  # one encoder (and one trace per shape) for every target
-        # The method and --refine_steps share what they compute from the target.
+        # The method, --refine_steps and the report share what they compute from the target.
         prepared = methods.TargetStatistics(target)
-        images, seconds, extra, beside = _synthesize(model, prepared, evaluation, noise,
-                                                     height, width, policy,
-                                                     progress=progress is None)
+        evaluation = prepared.metrics(FLAGS.vgg_weights, encoder)
+        encoder = evaluation.encoder  # one encoder (and one trace per shape) for every target
+        synthesis = synthesizer.synthesize(prepared, (height, width), FLAGS.samples,
+                                           FLAGS.seed, FLAGS.tileable,
+                                           progress=progress is None)
+        images, seconds, extra = synthesis.images, synthesis.seconds, dict(synthesis.extra)
         extra.update(model_extra)
-        if FLAGS.refine_steps:
-            fast_loss = float(evaluation.texture_loss(images).mean())
-            images, refine_seconds, _ = methods.refine(
-                prepared, images, FLAGS.refine_steps, policy=policy, tileable=FLAGS.tileable,
-                vgg_weights=FLAGS.vgg_weights)
-            seconds += refine_seconds
-            extra["refine"] = {"steps": FLAGS.refine_steps, "seconds": round(refine_seconds, 3),
-                               "texture_loss_before": fast_loss}
+        beside = {}
+        if "stage_images" in extra:
+            stages = extra.pop("stage_images")
+            extra["stages"] = [float(evaluation.texture_loss(x).mean()) for x in stages]
+            if FLAGS.save_stages:
+                beside["stages"] = image_io.tile_horizontally(
+                    [x[0] for x in stages] + [image_io.resize_short_edge(target, height)])
+        if "refine" in extra:
+            refine = dict(extra["refine"])
+            refine["texture_loss_before"] = float(
+                evaluation.texture_loss(refine.pop("images_before")).mean())
+            extra["refine"] = refine
         out = outputs[path]
         files = {out: image_io.tile_horizontally(list(images))}
         if "stages" in beside:
