@@ -23,6 +23,15 @@ def test_synthesize_propo_without_a_model_uses_the_bundled_one(tmp_path, normali
     assert record["loss_ratio"] < 0.01
     stages = record["stages"]
     assert len(stages) == 6 and stages[-1] < stages[1] < stages[0]
+    # Any shape on the 16-px grid, tileable: the same model run with circular padding.
+    result = run("--method=propo", "--size=96x64", "--tileable", "--out=tile.png",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["size"] == "96x64" and record["loss_ratio"] < 0.05
+    from tf_propo import image_io
+
+    assert image_io.read_image(tmp_path / "tile.png").shape == (64, 96, 3)
 
 
 def test_the_bundle_is_the_pinned_model():

@@ -8,11 +8,12 @@ Data flows one way: image -> VGG features -> texture gradients -> pseudo optimiz
     gatys     optimisation-based synthesis (the quality reference)
     image_io  validated image reading and atomic writing
     quilting  image quilting, the fast default
-    api       the public API below: TextureSynthesizer (from_preset, load, generate),
-              list_presets, texture_loss
+    api       the public API below: TextureSynthesizer (from_preset, load, generate,
+              synthesize -> Synthesis), list_presets, texture_loss
 """
 
-from tf_propo.api import Preset, TextureSynthesizer, list_presets, texture_loss
+from tf_propo.api import Preset, Synthesis, TextureSynthesizer, list_presets, texture_loss
 
 __version__ = "0.1.0"
-__all__ = ["Preset", "TextureSynthesizer", "list_presets", "texture_loss", "__version__"]
+__all__ = ["Preset", "Synthesis", "TextureSynthesizer", "list_presets", "texture_loss",
+           "__version__"]

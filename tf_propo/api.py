@@ -304,7 +304,13 @@ class TextureSynthesizer:
 
 @dataclasses.dataclass(frozen=True)
 class Synthesis:
-    """What TextureSynthesizer.synthesize made (see there)."""
+    """What TextureSynthesizer.synthesize made.
+
+    Attributes:
+        images: float32 [samples, height, width, 3] in [0, 1].
+        seconds: the synthesis itself, refinement included (loading and tracing excluded).
+        extra: the method's own figures, as the synthesize command's JSON line carries them.
+    """
 
     images: np.ndarray
     seconds: float
