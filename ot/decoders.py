@@ -23,8 +23,8 @@ DECODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # The encoder the decoders invert: the normalised VGG19 with max pooling (the classifier's, as
 # Risser's and WCT's encoders) and zero padding.
 ENCODER_POOLING = "max"
-# Nearest ×2 upsampling (the first bundled decoders') leaves a faint grid of 2^k-pixel cells
-# that OT transports on as a lattice; bilinear upsampling before each conv does not.
+# The ×2 upsampling of each decoder block: nearest (the bundled decoders') or bilinear.
+# Neither removes the faint grid the deeper decoders draw at their stride (docs/training.md).
 UPSAMPLING = ("nearest", "bilinear")
 
 
@@ -123,10 +123,7 @@ class DecoderFamily(keras.Model):
         target) or "circular" (both wrap around: textures that tile)."""
         if padding not in ("reflect", "circular"):
             raise ValueError(f"padding must be reflect or circular, got {padding!r}")
-        dtype = self.encoder.get_layer("conv1_1").dtype_policy.name
-        encoder = vgg.build_encoder(self.layers_decoded, pooling=ENCODER_POOLING,
-                                    padding=padding, dtype=dtype)
-        encoder.set_weights(self.encoder.get_weights())
+        encoder = vgg.rebuilt(self.encoder, self.layers_decoded, padding, ENCODER_POOLING)
         if padding == "reflect":  # the trained decoders pad so already
             return self._per_layer(encoder), dict(self.decoders)
         decoders = {}

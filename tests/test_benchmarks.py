@@ -27,8 +27,11 @@ def test_batch_benchmark_reports_textures_per_second():
     assert "| quilt_raw | 3 |" in result.stdout
 
 
-@pytest.mark.parametrize("flag,message", [("--presets=nope", "--presets: unknown nope"),
-                                          ("--batches=0", "--batches=0: positive")])
+@pytest.mark.parametrize("flag,message", [
+    ("--presets=nope", "--presets: unknown nope"),
+    ("--batches=0", "--batches=0: positive"),
+    ("--size=40", "--size=40: propo makes sides that are multiples of 16"),
+])
 def test_batch_benchmark_bad_flags(flag, message):
     result = run("tf_propo.benchmarks.batch", flag)
     lines = result.stderr.strip().splitlines()

@@ -176,3 +176,14 @@ def test_circular_networks_commute_with_wrapping_shifts(upsampling):
     assert gap.max() > 1e-3  # reflection sees the borders
     for a, b in zip(circular["relu2_1"].get_weights(), family.decoders["relu2_1"].get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_flag_takes_the_decoders_upsamplings():
+    """train defines --upsampling without importing TensorFlow: its choices must be the
+    decoders' own. (In a subprocess: two apps' flags cannot share one process.)"""
+    code = ("import tf_propo.train; from absl import flags; "
+            "print(','.join(flags.FLAGS['upsampling'].parser.enum_values))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert tuple(result.stdout.strip().split(",")) == decoders.UPSAMPLING

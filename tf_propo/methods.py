@@ -110,7 +110,7 @@ def pseudo_optimizer(model, target, size, samples, seed, tileable=False):
     """po / adapo / propo: x[0] noise -> x[K] at `size` (a side or (height, width), multiples
     of 16); returns x[K], seconds, and every stage's images in extra["stage_images"] (x[0] ..
     x[K]). tileable: the model padded circularly throughout (ProgressiveOptimizer.padded)."""
-    height, width = (size, size) if np.isscalar(size) else size
+    height, width = shapes.sides(size)
     problem = shapes.size_problem("propo", height, width)
     if problem:
         raise UsageError(f"size {width}x{height}: {problem}")
@@ -279,7 +279,7 @@ def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=
     from tf_propo import quilting
     from tf_propo.ot import synthesis
 
-    height, width = (size, size) if np.isscalar(size) else size
+    height, width = shapes.sides(size)
     statistics = target_statistics(target)
     target = statistics.image
     colours = statistics.get(("colours",), lambda: synthesis.subsample(

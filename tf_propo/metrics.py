@@ -19,6 +19,7 @@ split_halves        a target's two halves: synthesise from one, score against th
 import numpy as np
 import tensorflow as tf
 
+from tf_propo import shapes
 from tf_propo import texture
 from tf_propo import weights
 
@@ -92,7 +93,7 @@ def halves_repeat(seen, unseen):
 
 def reference_noise(seed, size, samples=1):
     """Uniform [0, 1] noise images [samples, H, W, 3] (size: int or (H, W)), from `seed`."""
-    height, width = (size, size) if np.isscalar(size) else size
+    height, width = shapes.sides(size)
     rng = np.random.default_rng(seed)
     return rng.uniform(0.0, 1.0, (samples, height, width, 3)).astype(np.float32)
 

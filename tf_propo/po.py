@@ -33,6 +33,7 @@ import weakref
 import keras
 from keras import ops
 
+from tf_propo import shapes
 from tf_propo import texture
 from tf_propo import vgg
 
@@ -45,7 +46,7 @@ def start_noise(seed, size, samples=1):
     models, so both give the same texture."""
     import tensorflow as tf
 
-    height, width = size if isinstance(size, (tuple, list)) else (size, size)
+    height, width = shapes.sides(size)
     seed = tf.cast(seed, tf.int64)
     return tf.random.stateless_uniform([samples, height, width, 3],
                                        tf.stack([seed, tf.constant(0, tf.int64)]),
@@ -197,7 +198,6 @@ class ProgressiveOptimizer(keras.Model):
         if grad_mode not in GRAD_MODES:
             raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
         self.layer_sets = stage_layers(stages, layers)
-        self.padding = padding
         self._texture_layers = tuple(layers)
         self.all_layers = tuple(dict.fromkeys(l for s in self.layer_sets for l in s))
         self.encoder = encoder
@@ -223,11 +223,7 @@ class ProgressiveOptimizer(keras.Model):
         textures tile, whatever padding it was trained with. Built once per padding."""
         variants = _PADDED.setdefault(self, {})  # not an attribute: Keras would track it
         if padding not in variants:
-            dtype = self.encoder.get_layer("conv1_1").dtype_policy.name
-            encoder = vgg.build_encoder(self._texture_layers, padding=padding, dtype=dtype)
-            for layer in encoder.layers:
-                if layer.weights:
-                    layer.set_weights(self.encoder.get_layer(layer.name).get_weights())
+            encoder = vgg.rebuilt(self.encoder, self._texture_layers, padding)
             model = ProgressiveOptimizer(encoder, len(self.stages), self._texture_layers,
                                          self.width, self.grad_mode, padding)
             for name, network in model.networks.items():

@@ -11,6 +11,11 @@ PSEUDO_OPTIMIZERS = ("po", "adapo", "propo")
 MULTIPLE = 16
 
 
+def sides(size):
+    """(height, width) of an output size given as one side or as (height, width)."""
+    return tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+
+
 def size_problem(method, height, width, tileable=False):
     """Why `method` cannot make a height × width texture (tileable or not), or None."""
     if method not in METHODS:

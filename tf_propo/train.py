@@ -83,8 +83,9 @@ flags.DEFINE_float("width", None, "Channel multiplier of the trained networks: t
                    "decoders (default 0.5 of VGG's widths).", lower_bound=0.01)
 flags.DEFINE_integer("convs", 2, "decoders: 3x3 convolutions per decoder block.",
                      lower_bound=1)
+# ot.decoders.UPSAMPLING, without importing TensorFlow (tests/test_decoders.py checks).
 flags.DEFINE_enum("upsampling", "nearest", ("nearest", "bilinear"), "decoders: the ×2 "
-                  "upsampling of each decoder block (bilinear draws no grid).")
+                  "upsampling of each decoder block.")
 flags.DEFINE_float("feature_weight", 1.0, "decoders: weight of the feature reconstruction "
                    "loss beside the pixel loss.", lower_bound=0.0)
 flags.DEFINE_float("sliced_weight", 0.0, "po/adapo/propo: weight of a sliced Wasserstein "

@@ -180,3 +180,15 @@ def build_encoder(taps, pooling="avg", padding="zeros", dtype=None, name="vgg19"
     model = keras.Model(image, {tap: outputs[tap] for tap in taps}, name=name)
     model.trainable = False
     return model
+
+
+def rebuilt(encoder, taps, padding, pooling="avg"):
+    """An encoder built by build_encoder, built anew with `taps` and `padding` under its
+    dtype policy, holding its weights (copied by layer name): the same network padded
+    otherwise, e.g. circularly for textures that tile."""
+    dtype = encoder.get_layer("conv1_1").dtype_policy.name
+    twin = build_encoder(taps, pooling=pooling, padding=padding, dtype=dtype)
+    for layer in twin.layers:
+        if layer.weights:
+            layer.set_weights(encoder.get_layer(layer.name).get_weights())
+    return twin

@@ -15,7 +15,7 @@ import time
 
 from absl import flags
 
-from tf_propo import benchmarks, cli
+from tf_propo import benchmarks, cli, shapes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["propo", "quilt", "ot_eigh"], "Presets (tf_propo.list_presets).")
@@ -43,11 +43,15 @@ def main(argv):
     from tf_propo.errors import UsageError
     from tf_propo.progress import Progress
 
-    names = {p.name for p in tf_propo.list_presets()}
-    unknown = [p for p in FLAGS.presets if p not in names]
+    method = {p.name: p.method for p in tf_propo.list_presets()}
+    unknown = [p for p in FLAGS.presets if p not in method]
     if unknown:
         raise UsageError(f"--presets: unknown {', '.join(unknown)} (one of "
-                         f"{', '.join(sorted(names))})")
+                         f"{', '.join(sorted(method))})")
+    for name in FLAGS.presets:
+        problem = shapes.size_problem(method[name], FLAGS.size, FLAGS.size)
+        if problem:
+            raise UsageError(f"--size={FLAGS.size}: {problem} (--presets={name})")
     try:
         batches = [int(b) for b in FLAGS.batches]
     except ValueError:
