@@ -169,17 +169,18 @@ def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
     as the paper aggregates, which a target with large losses dominates."""
     from tf_propo.report import write_report
 
-    def row(target, loss, unseen, real, novel, real_novel):
+    def row(target, loss, unseen, real, novel, real_novel, grid=1.0):
         return {"target": target, "method": "propo", "status": "ok", "texture_loss": loss,
                 "loss_ratio": loss / 1e6, "diversity": 1.0, "seconds_per_texture": 0.5,
                 "peak_memory_mb": 100.0, "dark_fraction": 0.0, "target_dark_fraction": 0.0,
                 "novel_patch_fraction": novel, "real_novel_patch_fraction": real_novel,
+                "grid_score": grid, "target_grid_score": 0.5,
                 "unseen_texture_loss": unseen, "real_unseen_texture_loss": real,
                 "unseen_ratio_to_real": unseen / real}
 
     rows = [row("a.png", 100.0, 40.0, 10.0, 0.05, 0.01),
             row("b.png", 3000.0, 2000.0, 1000.0, 0.003, 0.0),
-            row("c.png", 10.0, 10.0, 1.0, 0.0, 0.0)]
+            row("c.png", 10.0, 10.0, 1.0, 0.0, 0.0, grid=13.0)]
     summary = write_report(str(tmp_path / "report.md"), rows[:2], "cmd")["propo"]
     assert summary["texture_loss"] == pytest.approx(1550.0)
     assert summary["unseen_ratio_to_real"] == pytest.approx((4.0 + 2.0) / 2)
@@ -191,8 +192,10 @@ def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
     assert summary["unseen_ratio_median"] == 4.0 and summary["unseen_ratio_worst"] == 10.0
     assert summary["novel_patch_excess"] == pytest.approx((0.04 + 0.003 + 0.0) / 3)
     report = (tmp_path / "report.md").read_text()
-    assert "| 1.43 | 5.33 | 2.03 | 4 | 10 |" in report
-    assert "| a.png | propo | 0.0001 | 1.0 | 0.5 | 100 | 0.00 (0.00) | 4.00 | 4 |" in report
+    assert summary["grid_score"] == pytest.approx(5.0)
+    assert "| 1.43 | 5 (0.5) | 5.33 | 2.03 | 4 | 10 |" in report
+    assert ("| a.png | propo | 0.0001 | 1.0 | 0.5 | 100 | 0.00 (0.00) | 4.00 | 1 (0.5) | 4 |"
+            in report)
 
 
 def test_bad_evaluation_input(tmp_path):
@@ -264,6 +267,25 @@ def test_novel_patch_fraction_is_a_brute_force_nearest_mean_colour():
              for image in images for y in range(0, 48, patch) for x in range(0, 48, patch)]
     assert 0 < np.mean(novel) < 1
     assert metrics.novel_patch_fraction(images, exemplar, patch, distance) == np.mean(novel)
+
+
+def test_grid_score_sees_a_stride_grid_that_a_texture_lacks():
+    """About 1 for textures (their cells average out), far more with a faint 4-px grid on
+    top (a decoder's), whatever the grid's phase; the periodic part is the cells' mean."""
+    from tf_propo import metrics
+
+    texture = _smooth_texture(0)
+    noise = np.random.default_rng(2).uniform(size=(128, 128, 3))
+    assert metrics.grid_score(texture) < 2 and 0.5 < metrics.grid_score(noise) < 2
+    y, x = np.mgrid[:128, :128]
+    grid = 0.05 * ((((y + 1) % 4) == 0) | ((x % 4) == 0))  # 5 levels in 100, every 4 px
+    gridded = texture + grid[..., None]
+    assert metrics.grid_score(gridded) > 5
+    assert metrics.grid_score(np.stack([texture, gridded])) == pytest.approx(
+        (metrics.grid_score(texture) + metrics.grid_score(gridded)) / 2)
+    cells = gridded.reshape(8, 16, 8, 16, 3).mean(axis=(0, 2))
+    np.testing.assert_allclose(metrics.periodic_part(gridded),
+                               cells - cells.mean(axis=(0, 1)), atol=1e-12)
 
 
 def test_a_blob_counts_as_novel_patches_even_after_a_histogram_match():

@@ -6,10 +6,11 @@ from tf_propo.benchmarks import quality
 from tf_propo.errors import UsageError
 
 
-def _row(target, method, ratio, seconds, novel, real_novel="0.0"):
+def _row(target, method, ratio, seconds, novel, real_novel="0.0", grid="1.0"):
     return {"target": target, "method": method, "status": "ok",
             "unseen_ratio_to_real": str(ratio), "seconds_per_texture": str(seconds),
-            "novel_patch_fraction": str(novel), "real_novel_patch_fraction": real_novel}
+            "novel_patch_fraction": str(novel), "real_novel_patch_fraction": real_novel,
+            "grid_score": grid, "target_grid_score": "0.5"}
 
 
 def test_parse_methods_reads_an_optional_tier():
@@ -22,7 +23,7 @@ def test_parse_methods_reads_an_optional_tier():
 def test_summary_and_tier_checks():
     rows = [_row("a.png", "quilt", 1.5, 0.4, 0.0), _row("b.png", "quilt", 3.0, 0.5, 0.004),
             _row("c.png", "quilt", 9.0, 0.6, 0.002, "0.002"),
-            _row("d.png", "quilt", 1.0, 0.5, 0.0),
+            _row("d.png", "quilt", 1.0, 0.5, 0.0, grid="3.0"),
             {"target": "a.png", "method": "propo", "status": "missing (no model)",
              "unseen_ratio_to_real": "", "seconds_per_texture": "",
              "novel_patch_fraction": "", "real_novel_patch_fraction": ""}]
@@ -32,14 +33,19 @@ def test_summary_and_tier_checks():
     assert summary["within_2"] == 0.5 and summary["within_5"] == 0.75
     assert summary["novel_mean"] == pytest.approx(0.001) and summary["novel_worst"] == 0.004
     assert summary["seconds"] == pytest.approx(0.5)
+    # The grid measure over the seen half's: d.png's 3.0 - 0.5 is over GRID_EXCESS.
+    assert summary["grid_worst"] == 2.5 and summary["grid_worst_target"] == "d.png"
     assert quality.summarize(rows, "propo") is None
     checks = quality.verdict(summary, "fast")
-    assert checks == {"seconds": True, "median": False, "80% <= 5": False, "novel": False}
-    assert quality.verdict(summary, "ot") == {"seconds": True, "median": True}
+    assert checks == {"seconds": True, "median": False, "80% <= 5": False, "novel": False,
+                      "grid": False}
+    assert quality.verdict(summary, "ot") == {"seconds": True, "median": True, "grid": False}
     summary["tier"], summary["checks"] = "fast", checks
     line = quality.table([summary]).splitlines()[-1]
-    assert line == ("| quilt | fast | 2.25 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | 0.5 | "
-                    "no: median, 80% <= 5, novel |")
+    assert line == ("| quilt | fast | 2.25 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | +2.5 (d.png) "
+                    "| 0.5 | no: median, 80% <= 5, novel, grid |")
+    rows[3]["grid_score"] = "2.0"  # 1.5 over the seen half's: no grid
+    assert quality.verdict(quality.summarize(rows, "quilt"), "ot")["grid"]
 
 
 def test_importing_the_benchmark_defines_no_flags():

@@ -69,7 +69,8 @@ flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_f
 COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
            "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction",
-           "novel_patch_fraction", "real_novel_patch_fraction", "unseen_texture_loss",
+           "novel_patch_fraction", "real_novel_patch_fraction", "grid_score",
+           "target_grid_score", "unseen_texture_loss",
            "real_unseen_texture_loss", "unseen_ratio_to_real")
 
 
@@ -231,6 +232,7 @@ def main(argv):
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())
         target_dark = metrics.dark_fraction(target)
+        target_grid = metrics.grid_score(target)
         real_novel = None if unseen is None else metrics.novel_patch_fraction(unseen, target)
         grid_rows = []
         for spec, method, strategy, refine in specs:
@@ -253,7 +255,9 @@ def main(argv):
                             "dark_fraction": metrics.dark_fraction(result),
                             "target_dark_fraction": target_dark,
                             "novel_patch_fraction": metrics.novel_patch_fraction(result, target),
-                            "real_novel_patch_fraction": real_novel})
+                            "real_novel_patch_fraction": real_novel,
+                            "grid_score": metrics.grid_score(result),
+                            "target_grid_score": target_grid})
                 if held_out:
                     unseen_loss = float(held_out.texture_loss(result).mean())
                     row.update({"unseen_texture_loss": unseen_loss,

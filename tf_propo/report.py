@@ -10,6 +10,12 @@ def _percent(fraction):
     return _fmt(None if fraction is None else 100 * fraction, ".2f")
 
 
+def _grid(row):
+    """The grid measure of a row or summary and its target's in brackets."""
+    return (f"{_fmt(row.get('grid_score'), '.2g')} "
+            f"({_fmt(row.get('target_grid_score'), '.2g')})")
+
+
 def novel_excess(row):
     """The blob measure of a row: its samples' share of novel patches (metrics.
     novel_patch_fraction) minus the real unseen half's where there is one; None if absent."""
@@ -31,10 +37,11 @@ def write_report(path, rows, command):
         if not mine:
             continue
         mean = lambda key: float(np.mean([r[key] for r in mine])) if all(  # noqa: E731
-            r[key] is not None for r in mine) else None
+            r.get(key) is not None for r in mine) else None
         summary[method] = {k: mean(k) for k in ("texture_loss", "loss_ratio", "diversity",
                                                 "seconds_per_texture", "peak_memory_mb",
-                                                "dark_fraction", "target_dark_fraction")}
+                                                "dark_fraction", "target_dark_fraction",
+                                                "grid_score", "target_grid_score")}
         unseen = [r for r in mine
                   if r["unseen_ratio_to_real"] is not None]  # none where the halves repeat
         summary[method]["unseen_ratio_to_real"] = float(np.mean(
@@ -63,7 +70,9 @@ def write_report(path, rows, command):
              "measure, the share of the samples' 16×16 patches whose mean colour occurs "
              "nowhere in the exemplar (minus that of the real unseen half under "
              "held_out_half): blobs, which the texture loss barely sees and a histogram "
-             "match hides from dark %."]
+             "match hides from dark %; grid: the grid measure (metrics.grid_score), how "
+             "much of the samples repeats exactly every 16 px, about 1 without a grid (the "
+             "targets' in brackets)."]
     if held_out:
         lines += ["", "Protocol held_out_half: the methods saw one half of each target "
                   "(loss/noise is against it); unseen × real: the loss against the other "
@@ -78,9 +87,10 @@ def write_report(path, rows, command):
                       f"other, so nothing is unseen): {', '.join(repeats)}."]
     extra = " unseen × real |" if held_out else ""
     lines += ["", "| method | targets | loss | loss/noise | loss × Gatys | diversity | "
-              "diversity × Gatys | s/texture | speed × Gatys | peak MB | dark % | novel % |"
+              "diversity × Gatys | s/texture | speed × Gatys | peak MB | dark % | novel % | "
+              "grid |"
               + (f"{extra} of means | median | worst |" if held_out else ""),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
               + ("---|---|---|---|" if held_out else "")]
     for method, s in summary.items():
         loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
@@ -93,7 +103,7 @@ def write_report(path, rows, command):
                      f"{_fmt(div_vs, '.2f')} | {_fmt(s['seconds_per_texture'], '.3g')} | "
                      f"{_fmt(speed_vs, '.0f')} | {_fmt(s['peak_memory_mb'], '.0f')} | "
                      f"{_percent(s['dark_fraction'])} ({_percent(s['target_dark_fraction'])}) |"
-                     f" {_percent(s['novel_patch_excess'])} |"
+                     f" {_percent(s['novel_patch_excess'])} | {_grid(s)} |"
                      + (f" {_fmt(s['unseen_ratio_to_real'], '.3g')} |"
                         f" {_fmt(s['unseen_means_to_real'], '.3g')} |"
                         f" {_fmt(s['unseen_ratio_median'], '.3g')} |"
@@ -106,15 +116,15 @@ def write_report(path, rows, command):
     lines += ["", "Grids (grids/TARGET.png): one row per method that ran, in the order "
               f"{', '.join(methods)}; each row: target | samples.", ""]
     lines += ["## Per target", "", "| target | method | loss/noise | diversity | "
-              f"s/texture | peak MB | dark % | novel % |{extra}",
-              "|---|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
+              f"s/texture | peak MB | dark % | novel % | grid |{extra}",
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if held_out else "")]
     for r in ok:
         lines.append(f"| {r['target']} | {r['method']} | {_fmt(r['loss_ratio'], '.3g')} | "
                      f"{_fmt(r['diversity'], '.1f')} | "
                      f"{_fmt(r['seconds_per_texture'], '.3g')} | "
                      f"{_fmt(r['peak_memory_mb'], '.0f')} | "
                      f"{_percent(r['dark_fraction'])} ({_percent(r['target_dark_fraction'])}) |"
-                     f" {_percent(novel_excess(r))} |"
+                     f" {_percent(novel_excess(r))} | {_grid(r)} |"
                      + (f" {_fmt(r['unseen_ratio_to_real'], '.3g')} |" if held_out else ""))
     from tf_propo.files import atomic_write
 
