@@ -3,7 +3,7 @@
 From noise, for each layer deep to shallow (relu5_1 -> relu1_1): encode the current image to
 that layer, move its features onto the target's feature distribution with the chosen
 strategy, decode back to pixels with that layer's decoder, less the grid the decoders draw
-at their stride (remove_periodic). A last pass matches the pixels'
+at their stride (tf_propo.grid). A last pass matches the pixels'
 colour distribution. No per-texture training: the target enters only as its features.
 
 Strategies (see ot.linalg and ot.sliced):
@@ -14,6 +14,7 @@ Strategies (see ot.linalg and ot.sliced):
 
 import tensorflow as tf
 
+from tf_propo import grid
 from tf_propo.ot import linalg
 from tf_propo.ot import sliced
 
@@ -30,10 +31,6 @@ MAX_TARGET_SAMPLES = 16384
 # for 512 channels) blow up into white specks unless regularised strongly; eigh does best
 # with little.
 COVARIANCE_EPS = {"cholesky": 1e-2, "eigh": 1e-5, "pca": 1e-5}
-# The relu2_1 to relu5_1 decoders draw a faint grid at their stride (2 to 16 px), even
-# decoding a target's own features. Every such grid repeats every 16 px, where a texture has
-# next to nothing (one cell's worth of its variance), so each decode loses its 16-periodic part.
-GRID_PERIOD = 16
 
 
 def flatten(features):
@@ -62,23 +59,6 @@ def match_features(source, target, strategy, seed, passes=DEFAULT_PASSES):
         rotation = sliced.random_rotation(channels, tf.stack([seed, tf.constant(i, tf.int64)]))
         source = sliced.sliced_ot_pass(source, target, rotation, matcher)
     return source
-
-
-def remove_periodic(images, period=GRID_PERIOD):
-    """images [B, H, W, C] (sides multiples of `period`) less their `period`-periodic part:
-    the mean over all cells of each position in a period × period cell, less its own mean
-    (so the image's mean stays). A notch filter at the multiples of 1 / period.
-
-    The means are summed in float64, so that an image rolled by whole cells gets the same
-    float32 part bit for bit: binned matching (cdf) would turn a rounding into a seam."""
-    images = tf.cast(images, tf.float32)
-    shape = tf.shape(images)
-    cells = tf.reshape(tf.cast(images, tf.float64), [shape[0], shape[1] // period, period,
-                                                     shape[2] // period, period,
-                                                     images.shape[-1]])
-    periodic = tf.reduce_mean(cells, [1, 3], keepdims=True)
-    periodic = tf.cast(periodic - tf.reduce_mean(periodic, [2, 4], keepdims=True), tf.float32)
-    return tf.reshape(tf.reshape(images, tf.shape(cells)) - periodic, shape)
 
 
 class OptimalTransportSynthesis:
@@ -125,7 +105,9 @@ class OptimalTransportSynthesis:
             shape = tf.shape(features)
             matched = _timed(timings, "match", lambda: match_features(
                 flatten(features), targets[layer], strategy, seed * 97 + index, self.passes))
-            image = _timed(timings, "decode", lambda: tf.clip_by_value(remove_periodic(
+            # The relu2_1 to relu5_1 decoders draw a faint grid at their stride, even decoding
+            # a target's own features: each decode loses it (grid.remove_periodic).
+            image = _timed(timings, "decode", lambda: tf.clip_by_value(grid.remove_periodic(
                 self.decoders[layer](tf.reshape(matched, shape))), 0.0, 1.0))
         # Colours: the decoders' small errors shift them; match the pixels' distribution too.
         shape = tf.shape(image)

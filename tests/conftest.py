@@ -62,3 +62,12 @@ def make_model_dir(path, config):
     model_dir.save_config(str(path), config)
     tf.train.CheckpointManager(model_dir.checkpoint(model), str(path), 1).save()
     return path
+
+
+def smooth_texture(seed, size=128):
+    """A colourful smooth random texture in about [0.25, 0.75]: box-filtered noise."""
+    import cv2
+
+    noise = np.random.default_rng(seed).uniform(0, 1, (size, size, 3)).astype(np.float32)
+    smooth = cv2.blur(noise, (5, 5), borderType=cv2.BORDER_WRAP)
+    return np.clip(0.5 + 2.0 * (smooth - 0.5), 0, 1)

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import DECODERS_CONFIG, PROPO_CONFIG, SAMPLES, make_model_dir
+from tests.conftest import (DECODERS_CONFIG, PROPO_CONFIG, SAMPLES, make_model_dir,
+                            smooth_texture)
 from tf_propo import image_io
 
 
@@ -231,15 +232,6 @@ def test_dark_fraction_counts_near_black_pixels():
     assert metrics.dark_fraction(images[1]) == 1 / 100
 
 
-def _smooth_texture(seed, size=128):
-    """A colourful smooth random texture in about [0.25, 0.75]: box-filtered noise."""
-    import cv2
-
-    noise = np.random.default_rng(seed).uniform(0, 1, (size, size, 3)).astype(np.float32)
-    smooth = cv2.blur(noise, (5, 5), borderType=cv2.BORDER_WRAP)
-    return np.clip(0.5 + 2.0 * (smooth - 0.5), 0, 1)
-
-
 def _histogram_matched(image, reference):
     """Each channel of `image` given the values of `reference` of the same rank: the
     strongest per-channel pixel histogram match."""
@@ -256,8 +248,8 @@ def _histogram_matched(image, reference):
 def test_novel_patch_fraction_is_a_brute_force_nearest_mean_colour():
     from tf_propo import metrics
 
-    exemplar = _smooth_texture(0, 40)
-    images = np.stack([_smooth_texture(1, 48), _smooth_texture(2, 48)])
+    exemplar = smooth_texture(0, 40)
+    images = np.stack([smooth_texture(1, 48), smooth_texture(2, 48)])
     images[1, :20, :20] = (0.9, 0.1, 0.1)
     patch, distance = 8, 0.05
     windows = np.array([exemplar[y:y + patch, x:x + patch].astype(np.float64).mean((0, 1))
@@ -269,29 +261,10 @@ def test_novel_patch_fraction_is_a_brute_force_nearest_mean_colour():
     assert metrics.novel_patch_fraction(images, exemplar, patch, distance) == np.mean(novel)
 
 
-def test_grid_score_sees_a_stride_grid_that_a_texture_lacks():
-    """About 1 for textures (their cells average out), far more with a faint 4-px grid on
-    top (a decoder's), whatever the grid's phase; the periodic part is the cells' mean."""
-    from tf_propo import metrics
-
-    texture = _smooth_texture(0)
-    noise = np.random.default_rng(2).uniform(size=(128, 128, 3))
-    assert metrics.grid_score(texture) < 2 and 0.5 < metrics.grid_score(noise) < 2
-    y, x = np.mgrid[:128, :128]
-    grid = 0.05 * ((((y + 1) % 4) == 0) | ((x % 4) == 0))  # 5 levels in 100, every 4 px
-    gridded = texture + grid[..., None]
-    assert metrics.grid_score(gridded) > 5
-    assert metrics.grid_score(np.stack([texture, gridded])) == pytest.approx(
-        (metrics.grid_score(texture) + metrics.grid_score(gridded)) / 2)
-    cells = gridded.reshape(8, 16, 8, 16, 3).mean(axis=(0, 2))
-    np.testing.assert_allclose(metrics.periodic_part(gridded),
-                               cells - cells.mean(axis=(0, 1)), atol=1e-12)
-
-
 def test_a_blob_counts_as_novel_patches_even_after_a_histogram_match():
     from tf_propo import metrics
 
-    exemplar, sample = _smooth_texture(0), _smooth_texture(1)
+    exemplar, sample = smooth_texture(0), smooth_texture(1)
     assert metrics.novel_patch_fraction(sample, exemplar) == 0  # a real sample: none
     blobbed = sample.copy()
     blobbed[40:80, 50:90] = 0.0  # 40 x 40 px: covers at least 4 of the 64 patches

@@ -82,23 +82,6 @@ def test_pipeline_runs_coarse_to_fine(random_pipeline, strategy):
         assert np.abs(a.numpy() - c.numpy()).max() > 1e-3  # the rotations follow the seed
 
 
-def test_remove_periodic_removes_the_grid_and_keeps_the_rest():
-    """A 16-periodic pattern added to an image goes, the image's own periodic part goes (the
-    float64 reference: metrics.periodic_part), and nothing else moves; the mean stays."""
-    from tf_propo import metrics
-
-    rng = np.random.default_rng(0)
-    image = rng.uniform(size=(2, 32, 48, 3))
-    cell = rng.normal(size=(16, 16, 3))
-    pattern = np.tile(cell - cell.mean(axis=(0, 1)), (2, 3, 1))  # the image's mean stays
-    removed = synthesis.remove_periodic(tf.constant(image + pattern, tf.float32)).numpy()
-    expected = image[1] - np.tile(metrics.periodic_part(image[1]), (2, 3, 1))
-    np.testing.assert_allclose(removed[1], expected, atol=1e-5)
-    np.testing.assert_allclose(removed.mean(axis=(1, 2)), (image + pattern).mean(axis=(1, 2)),
-                               atol=1e-5)
-    assert metrics.grid_score(removed[0]) < 1e-9 < metrics.grid_score(image[0])
-
-
 @pytest.mark.parametrize("strategy", ["eigh", "cdf"])
 def test_circular_pipeline_makes_tileable_textures(random_pipeline, strategy):
     """With circular padding the whole pipeline lives on a torus: noise shifted around it

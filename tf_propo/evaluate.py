@@ -209,7 +209,7 @@ def main(argv):
                       f"--target_size={FLAGS.target_size}",
                       "ask for fewer samples, a smaller size or a smaller --target_size")
     cli.import_tensorflow_quietly()
-    from tf_propo import methods, metrics, precision, report
+    from tf_propo import grid, methods, metrics, precision, report
 
     specs, model_dirs = _parse_methods()
     policy = precision.resolve(FLAGS.precision)
@@ -232,7 +232,7 @@ def main(argv):
         noise = metrics.reference_noise(FLAGS.seed, FLAGS.size, FLAGS.samples)
         noise_loss = float(evaluation.texture_loss(noise).mean())
         target_dark = metrics.dark_fraction(target)
-        target_grid = metrics.grid_score(target)
+        target_grid = grid.grid_score(target)
         real_novel = None if unseen is None else metrics.novel_patch_fraction(unseen, target)
         grid_rows = []
         for spec, method, strategy, refine in specs:
@@ -256,7 +256,7 @@ def main(argv):
                             "target_dark_fraction": target_dark,
                             "novel_patch_fraction": metrics.novel_patch_fraction(result, target),
                             "real_novel_patch_fraction": real_novel,
-                            "grid_score": metrics.grid_score(result),
+                            "grid_score": grid.grid_score(result),
                             "target_grid_score": target_grid})
                 if held_out:
                     unseen_loss = float(held_out.texture_loss(result).mean())

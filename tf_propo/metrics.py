@@ -11,9 +11,7 @@ dark_fraction       the share of near-black pixels: the Gram loss barely sees a 
 novel_patch_fraction  the blob measure: the share of 16×16 patches whose mean colour occurs
                     nowhere in the exemplar. Spatial, so matching the pixel histogram to
                     the target's (which takes dark_fraction to 0) leaves a blob counted.
-grid_score          the grid measure: how much of an image repeats exactly every 16 px (the
-                    decoders' and VGG's strides), over what a texture without a grid has
-                    there (about 1); a stride grid reads 5 and more.
+grid.grid_score     the grid measure (tf_propo.grid).
 split_halves        a target's two halves: synthesise from one, score against the other (a
                     real sample of the texture no method saw; evaluate --protocol), unless
                     halves_repeat (tiled textures whose halves are copies).
@@ -73,35 +71,6 @@ def novel_patch_fraction(images, exemplar, patch=NOVEL_PATCH, distance=NOVEL_DIS
         novel += int(np.sum(nearest > distance ** 2))
         total += len(means)
     return novel / total
-
-
-GRID_PERIOD = 16
-
-
-def periodic_part(image, period=GRID_PERIOD):
-    """The `period`-periodic part of an image [H, W, C] (float64): the mean over all whole
-    period × period cells of each position in a cell, less its mean; [period, period, C]."""
-    image = np.asarray(image, np.float64)
-    height, width = (image.shape[0] // period) * period, (image.shape[1] // period) * period
-    cells = image[:height, :width].reshape(height // period, period, width // period, period,
-                                           -1)
-    mean = cells.mean(axis=(0, 2))
-    return mean - mean.mean(axis=(0, 1))
-
-
-def grid_score(images, period=GRID_PERIOD):
-    """The grid measure of an image [H, W, 3] or a batch (mean over images): the variance of
-    the luminance's periodic part times the number of cells, over the luminance's variance.
-    An image without a grid scores about 1 (its cells average out; the real textures here
-    0.2-1.1); a grid that repeats every `period` px (or any divisor) scores far more."""
-    scores = []
-    for image in _batched(images):
-        luminance = image.mean(axis=-1, keepdims=True)
-        cells = (image.shape[0] // period) * (image.shape[1] // period)
-        variance = np.var(np.asarray(luminance, np.float64))
-        part = periodic_part(luminance, period)
-        scores.append(np.mean(part ** 2) * cells / variance if variance > 0 else 0.0)
-    return float(np.mean(scores))
 
 
 def split_halves(image):

@@ -70,7 +70,7 @@ def write_report(path, rows, command):
              "measure, the share of the samples' 16×16 patches whose mean colour occurs "
              "nowhere in the exemplar (minus that of the real unseen half under "
              "held_out_half): blobs, which the texture loss barely sees and a histogram "
-             "match hides from dark %; grid: the grid measure (metrics.grid_score), how "
+             "match hides from dark %; grid: the grid measure (grid.grid_score), how "
              "much of the samples repeats exactly every 16 px, about 1 without a grid (the "
              "targets' in brackets)."]
     if held_out:

@@ -8,7 +8,7 @@ or the files given) with every method of `--methods`, then prints one table: per
 median and worst unseen × real over targets (1: as close to the unseen half as the seen half
 itself, a real photograph of the texture), the share of targets within 2 and 5, the blob
 measure (novel patches over the real half's, mean and worst target, in percent), the grid
-measure (metrics.grid_score over the seen half's, worst target), seconds per texture, and
+measure (grid.grid_score over the seen half's, worst target), seconds per texture, and
 whether the method meets its tier:
 
   fast      <= 1 s, median <= 2, >= 80% of targets <= 5, novel patches <= 0.1 points over
