@@ -16,11 +16,9 @@ one JSON object: format, out, bytes, seconds, parity, ... . Bad input: one line 
 exit code 2, nothing written.
 """
 
-import importlib.resources
 import json
 import os
 import sys
-import time
 
 from tf_propo import cli
 from tf_propo import files
@@ -29,10 +27,7 @@ from tf_propo import memory
 from absl import flags
 
 from tf_propo.errors import UsageError
-
-FORMATS = ("saved_model", "tflite", "compact")
-# tflite.QUANTIZATIONS, without importing TF (tests/test_export.py checks they agree)
-QUANTIZATIONS = ("none", "fp16", "int8", "dynamic", "int8_weights", "int8_mixed")
+from tf_propo.export.write import FORMATS, QUANTIZATIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
@@ -62,135 +57,43 @@ flags.DEFINE_bool("verify", True, "Load the written model, run it on a bundled s
                   "report its parity with Keras.")
 
 
-def _samples_dir():
-    return str(importlib.resources.files("tf_propo") / "samples")
-
-
 def _check_flags():
     """What needs no TensorFlow: checked before its import."""
+    from tf_propo.export import write
+
     if not FLAGS.out:
         raise UsageError("--out is required")
-    # Checked before a conversion that can take a minute.
     files.check_creatable(FLAGS.out, f"--out={FLAGS.out}")
-    if FLAGS.format in ("saved_model", "compact"):
-        if os.path.exists(FLAGS.out):
-            raise UsageError(f"--out={FLAGS.out} already exists; a {FLAGS.format} export "
-                             "goes into a new directory")
-    else:
-        if not FLAGS.out.endswith(".tflite"):
-            raise UsageError(f"--out={FLAGS.out}: a tflite export is a .tflite file")
-        if os.path.isdir(FLAGS.out):
-            raise UsageError(f"--out={FLAGS.out} is a directory")
-        if FLAGS.size % 16:
-            raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
+    if FLAGS.format != "tflite" and FLAGS.quantize != "none":
+        raise UsageError("--quantize applies to --format=tflite only")
+    try:
+        write.check_arguments(FLAGS.out, FLAGS.format, FLAGS.size, FLAGS.quantize)
+    except ValueError as e:  # the library names its arguments; the flags have -- before
+        raise UsageError(f"--{e}") from None
     # The verification runs the model once on a sample: a texture and a target of these sizes.
     memory.check_fits(FLAGS.size**2 + FLAGS.target_size**2,
                       f"--size={FLAGS.size} --target_size={FLAGS.target_size}",
                       "export smaller sizes")
-    if FLAGS.format != "tflite" and FLAGS.quantize != "none":
-        raise UsageError("--quantize applies to --format=tflite only")
     if FLAGS.representative and not os.path.exists(FLAGS.representative):
         raise UsageError(f"--representative={FLAGS.representative}: no such file or folder")
-
-
-def _verify_saved_model(path, pipeline, target):
-    """Serving signature vs the Keras pipeline on the same target and seed."""
-    import numpy as np
-    import tensorflow as tf
-
-    from tf_propo import po
-    from tf_propo.export import parity
-
-    size = 64
-    loaded = tf.saved_model.load(path)
-    image = np.round(target * 255).astype(np.uint8)
-    served = loaded.signatures["serving_default"](
-        image=tf.constant(image), seed=tf.constant(0, tf.int64), size=tf.constant(size))
-    served = served["texture"].numpy().astype(np.float32) / 255.0
-    keras_image = pipeline({"target": tf.constant(image, tf.float32)[None] / 255.0,
-                            "noise": po.start_noise(0, size)})[0].numpy()
-    return parity.parity(served, keras_image, target)
-
-
-def _verify_tflite(content, pipeline, target):
-    import numpy as np
-
-    from tf_propo.export import parity, run as litert
-
-    interpreter = litert.interpreter(model_content=content)
-    target = litert.square_target(target, FLAGS.target_size)[None].astype(np.float32)
-    noise = litert.noise(0, FLAGS.size)
-    out = litert.run(interpreter, target, noise)[0]
-    keras_image = pipeline({"target": target, "noise": noise}, resize=False)[0].numpy()
-    return parity.parity(out, keras_image, target[0])
-
-
-def _write_compact():
-    """Rebuild the model of --model_dir, restore it, write config + float16 weights into a
-    new directory (temp directory beside it, renamed at the end)."""
-    from tf_propo import model_dir as model_dirs
-    from tf_propo.files import atomic_directory
-
-    config = model_dirs.load_config(FLAGS.model_dir)
-    model = model_dirs.build_model(config)
-    model_dirs.restore(FLAGS.model_dir, model)
-    weights = atomic_directory(
-        FLAGS.out, lambda tmp: model_dirs.write_compact(tmp, model, config))
-    size = os.path.getsize(os.path.join(FLAGS.out, os.path.basename(weights)))
-    return {"format": "compact", "model_dir": os.path.abspath(FLAGS.model_dir),
-            "mode": config["mode"], "out": os.path.abspath(FLAGS.out), "bytes": size}
 
 
 def main(argv):
     del argv
     _check_flags()
     cli.import_tensorflow_quietly()
+    from tf_propo.export import parity, write
+
     if not FLAGS.model_dir:
         from tf_propo import methods
 
         FLAGS.model_dir = methods.bundled_propo()
-    from tf_propo import files, image_io
-    from tf_propo.export import parity, pipeline as pipelines
-
-    start = time.perf_counter()
-    if FLAGS.format == "compact":
-        result = _write_compact()
-        result["seconds"] = round(time.perf_counter() - start, 2)
-        print(json.dumps(result))
-        return
-    pipeline, config = pipelines.load_pipeline(FLAGS.model_dir, FLAGS.target_size)
-    result = {"format": FLAGS.format, "model_dir": os.path.abspath(FLAGS.model_dir),
-              "mode": config["mode"], "target_size": FLAGS.target_size}
-    sample = image_io.read_image(os.path.join(_samples_dir(), "material_metall006.png"))
-    if FLAGS.format == "saved_model":
-        from tf_propo.export import saved_model
-
-        saved_model.write_saved_model(pipeline, FLAGS.out)
-        size = sum(os.path.getsize(os.path.join(root, f))
-                   for root, _, names in os.walk(FLAGS.out) for f in names)
-        if FLAGS.verify:
-            result["parity"] = _verify_saved_model(FLAGS.out, pipeline, sample)
-    else:
-        from tf_propo.export import tflite
-
-        representative = None
-        if FLAGS.quantize == "int8":
-            crops = tflite.calibration_targets(FLAGS.representative or _samples_dir(),
-                                               FLAGS.calibration_samples, FLAGS.target_size)
-            representative = tflite.representative_dataset(crops, FLAGS.size,
-                                                           FLAGS.target_size)
-        content = tflite.convert(pipeline, FLAGS.size, FLAGS.target_size, FLAGS.quantize,
-                                 representative)
-        if FLAGS.verify:
-            result["parity"] = _verify_tflite(content, pipeline, sample)
-            warning = parity.warning(result["parity"], FLAGS.quantize)
-            if warning:
-                print(warning, file=sys.stderr)
-        files.atomic_write(FLAGS.out, lambda f: f.write(content), suffix=".tflite")
-        size = len(content)
-        result.update({"size": FLAGS.size, "quantize": FLAGS.quantize})
-    result.update({"out": os.path.abspath(FLAGS.out), "bytes": size,
-                   "seconds": round(time.perf_counter() - start, 2)})
+    result = write.export_model(
+        FLAGS.model_dir, FLAGS.out, FLAGS.format, FLAGS.size, FLAGS.target_size,
+        FLAGS.quantize, FLAGS.representative, FLAGS.calibration_samples, FLAGS.verify)
+    warning = parity.warning(result.get("parity", {}), FLAGS.quantize)
+    if warning:
+        print(warning, file=sys.stderr)
     print(json.dumps(result))
 
 

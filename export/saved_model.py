@@ -3,15 +3,15 @@ variables itself; a hand-made tf.Module saved with tf.saved_model.save lost them
 
 Signatures (all tensors unbatched; one texture per request):
 
-  serving_default(image uint8 [H, W, 3], seed int64 [], size int32 [])
-      -> texture uint8 [size, size, 3]
+  serving_default(image uint8 [H, W, 3], seed int64 [], size int32 [] or [2])
+      -> texture uint8 [height, width, 3]
       the whole pipeline: the target's short edge resized to the model's target size, VGG19,
-      Gram statistics, every stage from the seed's noise. H, W in [16, MAX_TARGET_SIDE]; size a
-      multiple of 16 in [16, MAX_SIZE].
+      Gram statistics, every stage from the seed's noise. H, W in [16, MAX_TARGET_SIDE]; size
+      one side (a square) or [height, width], each a multiple of 16 in [16, MAX_SIZE].
   statistics(image uint8 [H, W, 3]) -> gram_<layer> float32 [C, C] per layer
       a target's statistics, for a server that caches targets;
-  from_statistics(gram_<layer> float32 [C, C] per layer, seed int64 [], size int32 [])
-      -> texture uint8 [size, size, 3].
+  from_statistics(gram_<layer> float32 [C, C] per layer, seed int64 [], size int32 [] or [2])
+      -> texture uint8 [height, width, 3].
 """
 
 import keras
@@ -39,14 +39,18 @@ def _image(image):
 
 
 def _noise(seed, size):
+    """The start noise for `size`: a scalar side or [height, width]."""
+    sides = tf.reshape(size, [-1])
     checks = [
-        tf.debugging.assert_equal(size % 16, 0, message="size must be a multiple of 16"),
-        tf.debugging.assert_greater_equal(size, 16, message="size must be >= 16"),
-        tf.debugging.assert_less_equal(size, pipelines.MAX_SIZE,
+        tf.debugging.assert_less_equal(tf.size(sides), 2,
+                                       message="size must be one side or [height, width]"),
+        tf.debugging.assert_equal(sides % 16, 0, message="size must be a multiple of 16"),
+        tf.debugging.assert_greater_equal(sides, 16, message="size must be >= 16"),
+        tf.debugging.assert_less_equal(sides, pipelines.MAX_SIZE,
                                        message=f"size must be <= {pipelines.MAX_SIZE}"),
     ]
     with tf.control_dependencies(checks):
-        return po.start_noise(seed, size)
+        return po.start_noise(seed, (sides[0], sides[-1]))
 
 
 def _uint8(image):
@@ -63,7 +67,7 @@ def build_archive(pipeline):
     layers = pipeline.layers_used
     image_spec = tf.TensorSpec([None, None, 3], tf.uint8, name="image")
     seed_spec = tf.TensorSpec([], tf.int64, name="seed")
-    size_spec = tf.TensorSpec([], tf.int32, name="size")
+    size_spec = tf.TensorSpec(None, tf.int32, name="size")  # a side, or [height, width]
 
     @tf.function(input_signature=[image_spec, seed_spec, size_spec])
     def serve(image, seed, size):

@@ -88,10 +88,19 @@ def test_cached_statistics_give_the_same_texture(saved_model):
     assert stats["gram_pool2"].shape == (128, 128)
     cached = loaded.signatures["from_statistics"](seed=seed, size=size, **stats)["texture"]
     np.testing.assert_array_equal(direct.numpy(), cached.numpy())
+    # [height, width]: a wide texture, whose noise is the synthesize command's for that size
+    wide = loaded.signatures["from_statistics"](seed=seed, size=tf.constant([32, 64]),
+                                                **stats)["texture"]
+    assert wide.shape == (32, 64, 3) and wide.numpy().std() > 5
+    square = loaded.signatures["from_statistics"](seed=seed, size=tf.constant([48, 48]),
+                                                  **stats)["texture"]
+    np.testing.assert_array_equal(square.numpy(), cached.numpy())
 
 
 @pytest.mark.parametrize("image_shape,size,message", [
     ((64, 64, 3), 40, "multiple of 16"),
+    ((64, 64, 3), [32, 40], "multiple of 16"),
+    ((64, 64, 3), [16, 16, 16], "one side or"),
     ((8, 64, 3), 32, ">= 16 px"),
 ])
 def test_serving_rejects_bad_requests(saved_model, image_shape, size, message):
@@ -257,6 +266,33 @@ def test_litert_runner_writes_the_texture(model_dir, pipeline, tmp_path):
     assert np.abs(written - expected.numpy()).max() <= 1 / 255 + 1e-6
 
 
+def test_the_api_exports_what_the_command_exports(model_dir, tmp_path):
+    """TextureSynthesizer.export runs the command's export (checked, float32 whatever the
+    synthesizer's precision); what cannot export raises a ValueError naming why."""
+    pytest.importorskip("ai_edge_litert")
+    import tf_propo
+
+    synth = tf_propo.TextureSynthesizer.load(str(model_dir), target_size=32,
+                                             precision="mixed_bfloat16")
+    out = tmp_path / "api.tflite"
+    result = synth.export(str(out), "tflite", size=32)
+    assert result["bytes"] == os.path.getsize(out) and result["size"] == 32
+    assert result["parity"]["image_relative_error"] < 1e-4
+    cli = tmp_path / "cli.tflite"
+    from_cli = last_json(command("tf_propo.export", f"--model_dir={model_dir}",
+                                 "--format=tflite", "--size=32", "--target_size=32",
+                                 f"--out={cli}"))
+    assert from_cli["parity"] == pytest.approx(result["parity"], rel=1e-6)
+    assert abs(os.path.getsize(cli) - result["bytes"]) < 0.01 * result["bytes"]
+    with pytest.raises(ValueError, match="out=.* already exists"):
+        synth.export(str(tmp_path))
+    with pytest.raises(ValueError, match="size=40 must be a multiple of 16"):
+        synth.export(str(tmp_path / "b.tflite"), "tflite", size=40)
+    with pytest.raises(ValueError, match="only a pseudo optimizer.*quilt"):
+        tf_propo.TextureSynthesizer.from_preset("quilt_raw").export(str(tmp_path / "q"))
+    assert sorted(os.listdir(tmp_path)) == ["api.tflite", "cli.tflite"]
+
+
 def test_bad_export_input(model_dir, tmp_path, normalized_weights):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -341,14 +377,7 @@ def test_compact_export_round_trip(model_dir, pipeline, tmp_path):
 
 
 def test_the_cli_offers_exactly_the_quantizations_tflite_makes():
-    # export/__main__.py keeps its own tuple so that parsing flags needs no TensorFlow; read it
-    # from the source (importing the CLI module here would redefine its absl flags).
-    import ast
+    # export.write keeps its own tuple so that checking flags needs no TensorFlow.
+    from tf_propo.export import tflite, write
 
-    from tf_propo.export import tflite
-
-    source = open(os.path.join(os.path.dirname(tflite.__file__), "__main__.py")).read()
-    assigned = [node.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                and any(getattr(t, "id", None) == "QUANTIZATIONS" for t in node.targets)]
-    assert len(assigned) == 1
-    assert ast.literal_eval(assigned[0]) == tflite.QUANTIZATIONS
+    assert write.QUANTIZATIONS == tflite.QUANTIZATIONS

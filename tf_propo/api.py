@@ -115,7 +115,8 @@ class TextureSynthesizer:
     makes textures from a target.
     """
 
-    def __init__(self, method, model=None, target_size=256, policy="float32", **options):
+    def __init__(self, method, model=None, target_size=256, policy="float32", model_dir=None,
+                 **options):
         """A synthesizer of `method` (tf_propo.shapes.METHODS) with its loaded `model` (the
         pseudo optimizer or OT decoders; None for quilt and gatys); from_preset and load
         build one for you.
@@ -123,6 +124,7 @@ class TextureSynthesizer:
         Args:
             target_size: the target's short edge in px before its statistics (0: as is).
             policy: the Keras dtype policy the model was built under, and of the VGG passes.
+            model_dir: the directory the model was loaded from (what export writes).
             options: strategy (ot), steps, optimizer and learning_rate (gatys), polish_steps
                 (quilt, ot), refine_steps (L-BFGS steps after the method), vgg_weights.
         """
@@ -130,6 +132,7 @@ class TextureSynthesizer:
         self.model = model
         self.target_size = target_size
         self.policy = policy  # the networks' and the VGG passes' Keras dtype policy
+        self.model_dir = model_dir
         self.options = options
 
     @classmethod
@@ -157,13 +160,13 @@ class TextureSynthesizer:
         from tf_propo import methods, precision as precisions
 
         policy = _policy(precision)
-        model = None
+        model, model_dir = None, None
         with precisions.building_under(policy):
             if method == "propo":
-                model, _ = methods.load_pseudo_optimizer(None, "propo")
+                model, model_dir = methods.load_pseudo_optimizer(None, "propo")
             elif method == "ot":
                 model = methods.load_optimal_transport()
-        return cls(method, model, target_size, policy, **options)
+        return cls(method, model, target_size, policy, model_dir, **options)
 
     @classmethod
     def load(cls, model_dir, target_size=256, precision="auto"):
@@ -178,9 +181,39 @@ class TextureSynthesizer:
         with precisions.building_under(policy):
             if mode == "decoders":
                 return cls("ot", methods.load_optimal_transport(model_dir), target_size,
-                           policy, strategy="sliced")
+                           policy, model_dir, strategy="sliced")
             model, _ = methods.load_pseudo_optimizer(model_dir, mode)
-        return cls(mode, model, target_size, policy)
+        return cls(mode, model, target_size, policy, model_dir)
+
+    def export(self, out, format="saved_model", size=256, quantize="none", verify=True):
+        """Write this synthesizer's pseudo optimizer for serving or devices, checked against
+        Keras on a bundled sample (the model is rebuilt in float32 from its directory).
+
+        Args:
+            out: a new directory (format "saved_model": TF Serving, output size chosen per
+                request) or a .tflite file (format "tflite": LiteRT, a static size² output
+                from a target_size² target).
+            size: tflite: the output side in px (a multiple of 16).
+            quantize: tflite: "none", "fp16", "int8", "dynamic", "int8_weights" or
+                "int8_mixed" (docs/export.md compares them).
+            verify: run what was written once and report its parity with Keras.
+
+        Returns:
+            dict: format, out, bytes, seconds, parity ({image_relative_error,
+            texture_loss_ratio}) and the model's mode.
+        """
+        from tf_propo import precision as precisions
+        from tf_propo.export import write
+
+        if self.method not in shapes.PSEUDO_OPTIMIZERS or not self.model_dir:
+            raise ValueError(f"only a pseudo optimizer loaded from a directory exports "
+                             f"({', '.join(shapes.PSEUDO_OPTIMIZERS)}); this one is "
+                             f"{self.method}")
+        if format not in ("saved_model", "tflite"):
+            raise ValueError(f"format must be 'saved_model' or 'tflite', got {format!r}")
+        with precisions.building_under("float32"):
+            return write.export_model(self.model_dir, out, format, size,
+                                      self.target_size or 256, quantize, verify=verify)
 
     def statistics(self, target):
         """`target` prepared for generate: its pixels at this synthesizer's target_size, and
