@@ -24,7 +24,8 @@ DECODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # Risser's and WCT's encoders) and zero padding.
 ENCODER_POOLING = "max"
 # The ×2 upsampling of each decoder block: nearest (the bundled decoders') or bilinear.
-# Neither removes the faint grid the deeper decoders draw at their stride (docs/training.md).
+# Neither removes the faint grid the deeper decoders draw at their stride (docs/training.md);
+# the synthesis takes it out of every decode (tf_propo.grid.remove_periodic).
 UPSAMPLING = ("nearest", "bilinear")
 
 
