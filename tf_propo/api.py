@@ -201,6 +201,12 @@ class TextureSynthesizer:
         Returns:
             dict: format, out, bytes, seconds, parity ({image_relative_error,
             texture_loss_ratio}) and the model's mode.
+
+        Example (the pseudo optimizers export; the others say so):
+            >>> TextureSynthesizer.from_preset("quilt_raw").export("quilt.tflite", "tflite")
+            Traceback (most recent call last):
+            ...
+            ValueError: only a pseudo optimizer loaded from a directory exports ... is quilt
         """
         from tf_propo import precision as precisions
         from tf_propo.export import write
