@@ -64,8 +64,6 @@ def _check_flags():
     if not FLAGS.out:
         raise UsageError("--out is required")
     files.check_creatable(FLAGS.out, f"--out={FLAGS.out}")
-    if FLAGS.format != "tflite" and FLAGS.quantize != "none":
-        raise UsageError("--quantize applies to --format=tflite only")
     try:
         write.check_arguments(FLAGS.out, FLAGS.format, FLAGS.size, FLAGS.quantize)
     except ValueError as e:  # the library names its arguments; the flags have -- before

@@ -33,7 +33,7 @@ def check_arguments(out, format="saved_model", size=256, quantize="none"):
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got "
                          f"{quantize!r}")
     if format != "tflite" and quantize != "none":
-        raise ValueError("quantize applies to format='tflite' only")
+        raise ValueError(f"quantize={quantize} applies to the tflite format only")
     if not out:
         raise ValueError("out is required")
     if format in ("saved_model", "compact"):

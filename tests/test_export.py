@@ -315,6 +315,8 @@ def test_bad_export_input(model_dir, tmp_path, normalized_weights):
           f"--out={tmp_path / 'f.tflite'}"], "multiple of 16"),
         ([f"--model_dir={total}", f"--out={tmp_path / 'g'}"], "grad_mode"),
         ([f"--model_dir={model_dir}", "--size=100000", f"--out={tmp_path / 'h'}"], "size"),
+        ([f"--model_dir={model_dir}", "--quantize=fp16", f"--out={tmp_path / 'j'}"],
+         "--quantize=fp16 applies to the tflite format only"),
         ([f"--model_dir={model_dir}", "--format=tflite", "--size=8192", "--target_size=8192",
           f"--out={tmp_path / 'i.tflite'}"], "Mpx of images need"),
     ]
