@@ -171,3 +171,23 @@ def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalize
                  cwd=tmp_path)
     assert result.returncode == 2 and "multiples of 16" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()
+
+
+def test_sizes_that_cannot_fit_are_refused_per_method(monkeypatch):
+    # Quilting's VGG passes go by tiles, so 4096² fits in 20 GB; the pseudo optimizers' and
+    # OT's networks take the whole image and do not. Refused with the flag named, before any
+    # work.
+    from tf_propo import memory
+    from tf_propo import synthesize
+    from tf_propo.errors import UsageError
+
+    monkeypatch.setattr(memory, "available", lambda: 20e9)
+    assert synthesize.output_size("4096", "quilt", 1) == (4096, 4096)
+    assert synthesize.output_size("4096x2048", "quilt", 2) == (2048, 4096)
+    with pytest.raises(UsageError, match=r"--size=4096 --samples=1: .* about 27 GB, more "
+                                         r"than the 20 GB free here"):
+        synthesize.output_size("4096", "propo", 1)
+    with pytest.raises(UsageError, match=r"about 52 GB"):
+        synthesize.output_size("4096", "ot", 1)
+    with pytest.raises(UsageError, match="--size=4096 --samples=2"):
+        synthesize.output_size("4096", "quilt", 2)

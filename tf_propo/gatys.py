@@ -15,6 +15,7 @@ import scipy.optimize
 import tensorflow as tf
 
 from tf_propo import texture
+from tf_propo import tiles
 
 OPTIMIZERS = ("lbfgs", "adam", "lbfgs_projected")
 # projected_lbfgs: the first step moves the largest pixel by this much (the loss has no natural
@@ -28,9 +29,10 @@ MEMORY = 10
 _TRACED = weakref.WeakKeyDictionary()
 
 
-def loss_and_gradient_fn(encoder, target_grams, layers):
+def loss_and_gradient_fn(encoder, target_grams, layers, circular=False):
     """image [K, H, W, 3] -> (the texture loss summed over K, its gradient), traced once per
-    encoder and layers."""
+    encoder and layers; an image larger than a tile goes a tile at a time (tf_propo.tiles:
+    the same values in a tile's memory), wrapped around when `circular`."""
     traced = _TRACED.setdefault(encoder, {})
     if layers not in traced:
         @tf.function(reduce_retracing=True)
@@ -43,7 +45,13 @@ def loss_and_gradient_fn(encoder, target_grams, layers):
 
         traced[layers] = loss_and_gradient
     grams = {layer: tf.convert_to_tensor(target_grams[layer], tf.float32) for layer in layers}
-    return lambda image: traced[layers](image, grams)
+
+    def loss_and_gradient(image):
+        if tiles.needed(image.shape):
+            return tiles.loss_and_gradient(encoder, image.numpy(), grams, layers, circular)
+        return traced[layers](image, grams)
+
+    return loss_and_gradient
 
 
 def _lbfgs(loss_and_gradient, start, steps, on_step):
@@ -144,17 +152,18 @@ def _adam(loss_and_gradient, start, steps, on_step, learning_rate):
 
 
 def synthesize(encoder, target_grams, start, steps, layers=texture.TEXTURE_LAYERS,
-               optimizer="lbfgs", learning_rate=0.02, on_step=None):
+               optimizer="lbfgs", learning_rate=0.02, on_step=None, circular=False):
     """Optimise each image of `start` [K, H, W, 3] (values in [0, 1]) for `steps` iterations.
 
     encoder: a VGG encoder with (at least) `layers` as taps; target_grams: {layer: [1, C, C]}.
     on_step(loss, current) is called after every iteration; current() returns the image being
     optimised [1, H, W, 3] (a call, so nobody pays for a copy they do not want).
+    circular: the images wrap around (the encoder pads circularly; tiles wrap too).
     Returns the images, float32 [K, H, W, 3].
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    loss_and_gradient = loss_and_gradient_fn(encoder, target_grams, tuple(layers))
+    loss_and_gradient = loss_and_gradient_fn(encoder, target_grams, tuple(layers), circular)
     on_step = on_step or (lambda loss, current: None)
     results = []
     for sample in np.asarray(start, np.float32):

@@ -18,6 +18,7 @@ from tf_propo import model_dir as model_dirs
 from tf_propo import po
 from tf_propo import shapes
 from tf_propo import texture
+from tf_propo import tiles
 from tf_propo import weights
 from tf_propo.errors import UsageError
 from tf_propo.progress import Progress
@@ -69,7 +70,7 @@ def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02, progr
     images = gatys_lib.synthesize(
         encoder, evaluation.target_grams, noise, steps, layers=evaluation.layers,
         optimizer=optimizer, learning_rate=learning_rate,
-        on_step=(lambda loss, _: bar.update(loss=loss)) if bar else None)
+        on_step=(lambda loss, _: bar.update(loss=loss)) if bar else None, circular=tileable)
     return images, time.perf_counter() - start, {"steps": steps, "optimizer": optimizer,
                                                  "tileable": tileable}
 
@@ -257,13 +258,13 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
         texture.gram_matrices(_refine_encoder(layers, policy, "zeros", vgg_weights)(
             target.image[None]), layers)))
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
-    loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers)
+    loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers, tileable)
     images = np.asarray(images, np.float32)
-    warmup = _warm_up(encoder, (layers, images.shape[1:]),
-                      lambda: loss_and_gradient(tf.constant(images[:1])))
+    warmup = 0.0 if tiles.needed(images.shape) else _warm_up(  # tiles run eagerly, untraced
+        encoder, (layers, images.shape[1:]), lambda: loss_and_gradient(tf.constant(images[:1])))
     start = time.perf_counter()
     refined = gatys_lib.synthesize(encoder, target_grams, images, steps, layers=layers,
-                                   optimizer="lbfgs_projected")
+                                   optimizer="lbfgs_projected", circular=tileable)
     # VGG's gradient carries its pooling grid: on near-flat targets the steps draw a faint
     # 16-periodic checkerboard. The change keeps everything but that (tf_propo.grid); on a
     # torus only where whole cells wrap, else the pattern would break at the seam.

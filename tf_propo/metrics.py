@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tf_propo import shapes
 from tf_propo import texture
+from tf_propo import tiles
 from tf_propo import weights
 
 
@@ -114,18 +115,24 @@ class TextureMetrics:
         return self.encoder(tf.convert_to_tensor(_batched(images), tf.float32))
 
     def grams(self, images):
-        """{layer: [B, C, C]} of one image (H, W, 3) or a batch."""
+        """{layer: [B, C, C]} of one image (H, W, 3) or a batch; a tile at a time when larger
+        than one (tf_propo.tiles: the same values)."""
+        images = _batched(images)
+        if tiles.needed(images.shape):
+            return tiles.grams(self.encoder, images, self.layers)
         return texture.gram_matrices(self.features(images), self.layers)
 
     def texture_loss(self, images):
         """Per-image texture loss, numpy [B]."""
-        total, _ = texture.texture_loss(self.features(images), self.target_grams, self.layers)
+        total, _ = texture.gram_loss(self.grams(images), self.target_grams, self.layers)
         return total.numpy()
 
     def diversity(self, images):
         """Diversity of K >= 2 samples of the target."""
-        feats = self.features(images)[texture.DIVERSITY_LAYER]
-        return float(texture.diversity(feats))
+        images = _batched(images)
+        if tiles.needed(images.shape):
+            return tiles.diversity(self.encoder, images)
+        return float(texture.diversity(self.features(images)[texture.DIVERSITY_LAYER]))
 
 
 def _batched(images):

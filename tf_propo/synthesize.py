@@ -109,7 +109,7 @@ def output_size(text, method, samples, tileable=False):
     if problem:
         raise UsageError(f"--size={text}: {problem}")
     memory.check_fits(samples * width * height, f"--size={text} --samples={samples}",
-                      "ask for fewer samples or a smaller size")
+                      "ask for fewer samples or a smaller size", method)
     return height, width
 
 
@@ -183,7 +183,7 @@ def main(argv):
     memory.check_fits(FLAGS.samples * height * width + shape[0] * shape[1],
                       f"--target={largest} ({shape[1]}x{shape[0]} px after "
                       f"--target_size={FLAGS.target_size}) with --size={FLAGS.size}",
-                      "pass a smaller --target_size")
+                      "pass a smaller --target_size", FLAGS.method)
 
     cli.import_tensorflow_quietly()
     from tf_propo import methods, metrics, precision

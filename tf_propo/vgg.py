@@ -47,6 +47,20 @@ def downsampling(layer):
                     if name.startswith("pool"))
 
 
+def receptive_field(layer):
+    """Side in px of the input window one position of a named layer sees (3x3 convolutions,
+    2x2 poolings): 124 for pool4."""
+    check_layer(layer)
+    side, stride = 1, 1
+    for name in LAYER_ORDER[1:LAYER_ORDER.index(layer) + 1]:
+        if name.startswith("conv"):
+            side += 2 * stride
+        elif name.startswith("pool"):
+            side += stride
+            stride *= 2
+    return side
+
+
 def check_layer(layer):
     if layer not in LAYER_ORDER or layer == "preprocess":
         raise ValueError(f"unknown VGG19 layer {layer!r}; known: conv1_1 .. relu5_4, pool1 .. "
