@@ -61,6 +61,16 @@ def test_bad_arguments_raise_value_errors_naming_them(call, argument):
         tf_propo.TextureSynthesizer.from_preset("quilt", precision="fp8")
 
 
+def test_sizes_that_cannot_fit_raise_before_any_work(monkeypatch):
+    from tf_propo import memory
+
+    monkeypatch.setattr(memory, "available", lambda: 8e9)
+    synth = tf_propo.TextureSynthesizer.from_preset("quilt_raw")
+    with pytest.raises(tf_propo.UsageError, match=r"size \(4096, 4096\) with samples=1: .* "
+                                                  r"more than the 8 GB free here"):
+        synth.generate("no such file.png", size=4096)  # refused before the target is read
+
+
 def test_precision_sets_the_networks_arithmetic_and_nothing_else():
     """from_preset builds its networks under the asked policy (as the apps' --precision),
     leaving the process' global policy as it was."""

@@ -261,6 +261,11 @@ class TextureSynthesizer:
         Returns:
             uint8 numpy array [samples, height, width, 3].
 
+        Raises:
+            ValueError: a bad size, samples or seed. tf_propo.UsageError: a target that
+                cannot be read, or images that would need more memory than is free
+                (docs/synthesis.md: about 0.8 KB per pixel for quilt, 3 KB for ot).
+
         Example:
             >>> synth = TextureSynthesizer.from_preset("quilt")
             >>> synth.generate(np.full((64, 64, 3), 0.5), size=(32, 48), samples=2).shape
@@ -299,7 +304,11 @@ class TextureSynthesizer:
         problem = shapes.size_problem(self.method, height, width, bool(tileable))
         if problem:
             raise ValueError(f"size {(height, width)}: {problem}")
-        from tf_propo import methods
+        from tf_propo import memory, methods
+
+        memory.check_fits(samples * height * width, f"size {(height, width)} with "
+                          f"samples={samples}", "ask for fewer samples or a smaller size",
+                          self.method)
 
         if not isinstance(target, methods.TargetStatistics):
             target = self.statistics(target)
