@@ -118,6 +118,18 @@ def test_halves_repeat_only_for_copies():
     assert not halves_repeat(half, half[::-1])         # the same pixels, elsewhere
 
 
+def test_tileable_textures_are_evaluated_with_their_seams(tmp_path, normalized_weights):
+    out = tmp_path / "eval"
+    result = evaluate(f"--targets={os.path.join(SAMPLES, 'material_metall006.png')}",
+                      "--methods=quilt", "--tileable", "--samples=2", "--size=96",
+                      "--target_size=128", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    with open(out / "results.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    # The quilt of this sample has a seam ratio of 3.2 untiled (tests/test_quilting.py).
+    assert row["status"] == "ok" and float(row["seam_ratio"]) < 1.5
+
+
 def test_held_out_half_protocol(tmp_path, normalized_weights):
     """The methods see the left half; the right half, which none saw, scores them beside the
     left half itself. Gatys copies the seen half's statistics: it fits that half far better than

@@ -59,6 +59,8 @@ flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "exemplar: the methods see 
                   "sample of the texture).")
 flags.DEFINE_integer("polish_steps", 8, "quilt and ot: L-BFGS steps after the fast result, "
                      "as synthesize --polish_steps (0: none).", lower_bound=0)
+flags.DEFINE_bool("tileable", False, "Textures that wrap around, as synthesize --tileable "
+                  "(the seam_ratio column: about 1 when they tile without a seam).")
 flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                   "Policy the fast methods (po, adapo, propo, ot, quilt's polish) and the +N "
                   "refinements are built and timed under (auto: mixed_bfloat16 on CPUs with "
@@ -70,7 +72,7 @@ COLUMNS = ("target", "method", "status", "precision", "samples", "size",
            "seconds_per_texture", "texture_loss", "noise_texture_loss", "loss_ratio",
            "diversity", "peak_memory_mb", "dark_fraction", "target_dark_fraction",
            "novel_patch_fraction", "real_novel_patch_fraction", "grid_score",
-           "target_grid_score", "unseen_texture_loss",
+           "target_grid_score", "seam_ratio", "unseen_texture_loss",
            "real_unseen_texture_loss", "unseen_ratio_to_real")
 
 
@@ -172,7 +174,8 @@ class Runner:
         synthesizer = api.TextureSynthesizer(
             name, model, 0, self.policy, strategy=strategy, steps=FLAGS.gatys_steps,
             polish_steps=FLAGS.polish_steps, refine_steps=refine)
-        result = synthesizer.synthesize(target, FLAGS.size, FLAGS.samples, FLAGS.seed)
+        result = synthesizer.synthesize(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
+                                        FLAGS.tileable)
         return result.images, result.seconds
 
 
@@ -257,7 +260,8 @@ def main(argv):
                             "novel_patch_fraction": metrics.novel_patch_fraction(result, target),
                             "real_novel_patch_fraction": real_novel,
                             "grid_score": grid.grid_score(result),
-                            "target_grid_score": target_grid})
+                            "target_grid_score": target_grid,
+                            "seam_ratio": metrics.seam_ratio(result)})
                 if held_out:
                     unseen_loss = float(held_out.texture_loss(result).mean())
                     row.update({"unseen_texture_loss": unseen_loss,

@@ -12,6 +12,7 @@ novel_patch_fraction  the blob measure: the share of 16×16 patches whose mean c
                     nowhere in the exemplar. Spatial, so matching the pixel histogram to
                     the target's (which takes dark_fraction to 0) leaves a blob counted.
 grid.grid_score     the grid measure (tf_propo.grid).
+seam_ratio          how visible the wrap-around seams are (about 1: tiles without a seam).
 split_halves        a target's two halves: synthesise from one, score against the other (a
                     real sample of the texture no method saw; evaluate --protocol), unless
                     halves_repeat (tiled textures whose halves are copies).
@@ -72,6 +73,18 @@ def novel_patch_fraction(images, exemplar, patch=NOVEL_PATCH, distance=NOVEL_DIS
         novel += int(np.sum(nearest > distance ** 2))
         total += len(means)
     return novel / total
+
+
+def seam_ratio(images):
+    """How visible the wrap-around seams of images [H, W, 3] or a batch are: the mean pixel
+    difference across them (last row to first, last column to first) over that between
+    interior neighbours. About 1 for a texture that tiles without a seam; an ordinary
+    texture's opposite edges are unrelated (1.15-3.2 for quilts of three bundled samples)."""
+    images = _batched(images).astype(np.float64)
+    across = (np.abs(images[:, 0] - images[:, -1]).mean()
+              + np.abs(images[:, :, 0] - images[:, :, -1]).mean())
+    inside = (np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean())
+    return float(across / inside)
 
 
 def split_halves(image):
