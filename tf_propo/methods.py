@@ -254,8 +254,13 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     if steps <= 0:
         return np.asarray(images, np.float32), 0.0, {}
     target = target_statistics(target)
-    target_grams = target.get(("grams", layers, policy, vgg_weights), lambda: (
-        texture.gram_matrices(_refine_encoder(layers, policy, "zeros", vgg_weights)(
+    # A torus has no border. The target's zero-padded statistics hold the frame its borders
+    # draw, which steps on a torus cannot reproduce and answer with tears and scratches
+    # across the texture (seen on wood and snow): a tileable refinement takes the target's
+    # statistics with reflection padding instead.
+    target_padding = "reflect" if tileable else "zeros"
+    target_grams = target.get(("grams", layers, policy, vgg_weights, target_padding), lambda: (
+        texture.gram_matrices(_refine_encoder(layers, policy, target_padding, vgg_weights)(
             target.image[None]), layers)))
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers, tileable)
