@@ -47,14 +47,14 @@ def test_tileable_refinement_commutes_with_wrapping_shifts(normalized_weights, s
 def test_tileable_gatys_commutes_with_wrapping_shifts(normalized_weights, sample_paths):
     # Gatys with tileable=True optimises on a torus as well (circular padding in the loss's
     # VGG): noise shifted around it gives the texture shifted, so the wrap has no seam.
-    target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 96)
-    evaluation = metrics.TextureMetrics(target)
+    target = methods.TargetStatistics(
+        image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 96))
     noise = metrics.reference_noise(2, (48, 64))
 
     def shifted_difference(tileable):
-        images, _, extra = methods.gatys(evaluation, noise, 4, progress=False,
+        images, _, extra = methods.gatys(target, noise, 4, progress=False,
                                          tileable=tileable)
-        shifted = methods.gatys(evaluation, np.roll(noise, (16, 32), axis=(1, 2)), 4,
+        shifted = methods.gatys(target, np.roll(noise, (16, 32), axis=(1, 2)), 4,
                                 progress=False, tileable=tileable)[0]
         assert extra["tileable"] is tileable
         return np.abs(np.roll(images, (16, 32), axis=(1, 2)) - shifted).max()

@@ -342,7 +342,7 @@ class TextureSynthesizer:
                                              options.get("strategy", "sliced"), polish_steps,
                                              policy, vgg_weights, tileable)
         if self.method == "gatys":
-            return methods.gatys(target.metrics(vgg_weights), noise, options.get("steps", 100),
+            return methods.gatys(target, noise, options.get("steps", 100),
                                  options.get("optimizer", "lbfgs"),
                                  options.get("learning_rate", 0.02), progress=progress,
                                  tileable=tileable, vgg_weights=vgg_weights)

@@ -55,20 +55,25 @@ def target_statistics(target):
     return target if isinstance(target, TargetStatistics) else TargetStatistics(target)
 
 
-def gatys(evaluation, noise, steps, optimizer="lbfgs", learning_rate=0.02, progress=True,
+def gatys(target, noise, steps, optimizer="lbfgs", learning_rate=0.02, progress=True,
           tileable=False, vgg_weights="normalized"):
-    """Optimisation from `noise` [K, H, W, 3] against evaluation's target Grams, on a
-    float32 encoder (L-BFGS-B's line search stops early on bfloat16 gradients): evaluation's
-    own, or with `tileable` one that pads circularly, so the texture wraps without a seam."""
+    """Optimisation from `noise` [K, H, W, 3] against the Grams of `target` (an image or
+    TargetStatistics) on its float32 scorer's encoder (L-BFGS-B's line search stops early on
+    bfloat16 gradients), or with `tileable` one that pads circularly, against the target's
+    reflection-padded Grams (refine says why), so the texture wraps without a seam."""
     from tf_propo import gatys as gatys_lib
 
-    encoder = evaluation.encoder
+    target = target_statistics(target)
+    evaluation = target.metrics(vgg_weights)
+    encoder, target_grams = evaluation.encoder, evaluation.target_grams
     if tileable:
         encoder = _refine_encoder(evaluation.layers, "float32", "circular", vgg_weights)
+        target_grams = _target_grams(target, evaluation.layers, "float32", vgg_weights,
+                                     "reflect")
     bar = Progress(steps * len(noise), f"gatys {noise.shape[1]}px") if progress else None
     start = time.perf_counter()
     images = gatys_lib.synthesize(
-        encoder, evaluation.target_grams, noise, steps, layers=evaluation.layers,
+        encoder, target_grams, noise, steps, layers=evaluation.layers,
         optimizer=optimizer, learning_rate=learning_rate,
         on_step=(lambda loss, _: bar.update(loss=loss)) if bar else None, circular=tileable)
     return images, time.perf_counter() - start, {"steps": steps, "optimizer": optimizer,
@@ -236,6 +241,13 @@ def _refine_encoder(layers, policy, padding, vgg_weights):
     return _REFINE_ENCODERS[key]
 
 
+def _target_grams(target, layers, policy, vgg_weights, padding):
+    """The Grams of a TargetStatistics' image at `layers`, its VGG19 padded by `padding`."""
+    return target.get(("grams", layers, policy, vgg_weights, padding), lambda: (
+        texture.gram_matrices(_refine_encoder(layers, policy, padding, vgg_weights)(
+            target.image[None]), layers)))
+
+
 def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32",
            tileable=False, vgg_weights="normalized"):
     """`images` [K, H, W, 3] after `steps` projected L-BFGS steps (gatys.projected_lbfgs:
@@ -258,10 +270,8 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     # draw, which steps on a torus cannot reproduce and answer with tears and scratches
     # across the texture (seen on wood and snow): a tileable refinement takes the target's
     # statistics with reflection padding instead.
-    target_padding = "reflect" if tileable else "zeros"
-    target_grams = target.get(("grams", layers, policy, vgg_weights, target_padding), lambda: (
-        texture.gram_matrices(_refine_encoder(layers, policy, target_padding, vgg_weights)(
-            target.image[None]), layers)))
+    target_grams = _target_grams(target, layers, policy, vgg_weights,
+                                 "reflect" if tileable else "zeros")
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers, tileable)
     images = np.asarray(images, np.float32)
