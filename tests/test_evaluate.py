@@ -156,8 +156,12 @@ def test_held_out_half_protocol(tmp_path, normalized_weights):
     whole = image_io.resize_short_edge(image_io.read_image(target), 64)
     seen, unseen = metrics.split_halves(whole)
     real = float(metrics.TextureMetrics(unseen).texture_loss(seen)[0])
+    # The reflection-padded view: other statistics, the same kind of ratio.
+    real_reflect = float(metrics.TextureMetrics(unseen, padding="reflect").texture_loss(seen)[0])
+    assert real_reflect > 0 and abs(real_reflect / real - 1) > 1e-3
     for row in rows.values():
         assert float(row["real_unseen_texture_loss"]) == pytest.approx(real, rel=1e-4)
+        assert 0 < float(row["unseen_ratio_reflect"]) != float(row["unseen_ratio_to_real"])
         assert float(row["unseen_ratio_to_real"]) == pytest.approx(
             float(row["unseen_texture_loss"]) / real, rel=1e-4)
     gatys = rows["gatys"]

@@ -117,11 +117,14 @@ class TextureMetrics:
     """Target statistics and the metrics against them, on a float32 pretrained encoder."""
 
     def __init__(self, target, vgg_weights="normalized", layers=texture.TEXTURE_LAYERS,
-                 encoder=None):
-        """encoder: another TextureMetrics' encoder to share (same layers and weights)."""
+                 encoder=None, padding="zeros"):
+        """encoder: another TextureMetrics' encoder to share (same layers, weights and
+        padding). padding: the VGG19's, zeros as the authors' loss; "reflect" keeps the
+        frame zero padding draws along the borders out of the statistics."""
         self.layers = tuple(layers)
         self.encoder = encoder or weights.pretrained_encoder(
-            self.layers + (texture.DIVERSITY_LAYER,), source=vgg_weights, dtype="float32")
+            self.layers + (texture.DIVERSITY_LAYER,), source=vgg_weights, dtype="float32",
+            padding=padding)
         self.target_grams = self.grams(target)
 
     def features(self, images):
