@@ -81,6 +81,21 @@ def test_tiled_grams_and_gradient_are_the_whole_images(encoders, padding, shape)
                                atol=1e-4)
 
 
+def test_tiled_grams_serve_a_reflection_padded_encoder(monkeypatch):
+    # Margins stop at the borders, where the tile's encoder pads as the whole image's does:
+    # reflection padding (the tileable refinement's target statistics) works as zeros do.
+    encoder = weights.apply_weights(vgg.build_encoder(texture.TEXTURE_LAYERS, padding="reflect"),
+                                    vgg_shaped_random_weights(3))
+    images = _images((1, 112, 96, 3), seed=4)
+    expected = _whole_grams(encoder, images)
+    monkeypatch.setattr(tiles, "TILE", 48)
+    grams = tiles.gram_matrices(encoder, images)
+    for layer in texture.TEXTURE_LAYERS:
+        scale = np.abs(expected[layer]).max()
+        np.testing.assert_allclose(grams[layer].numpy() / scale, expected[layer] / scale,
+                                   atol=1e-5)
+
+
 def test_tiled_diversity_is_the_whole_images(encoders):
     images = _images((3, 112, 80, 3), seed=1)
     expected = float(texture.diversity(encoders["zeros"](images)[texture.DIVERSITY_LAYER]))

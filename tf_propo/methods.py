@@ -242,10 +242,11 @@ def _refine_encoder(layers, policy, padding, vgg_weights):
 
 
 def _target_grams(target, layers, policy, vgg_weights, padding):
-    """The Grams of a TargetStatistics' image at `layers`, its VGG19 padded by `padding`."""
+    """The Grams of a TargetStatistics' image at `layers`, its VGG19 padded by `padding`
+    (a tile at a time for a target larger than one, as the scorer's)."""
     return target.get(("grams", layers, policy, vgg_weights, padding), lambda: (
-        texture.gram_matrices(_refine_encoder(layers, policy, padding, vgg_weights)(
-            target.image[None]), layers)))
+        tiles.gram_matrices(_refine_encoder(layers, policy, padding, vgg_weights),
+                            target.image[None], layers)))
 
 
 def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32",
@@ -275,7 +276,9 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers, tileable)
     images = np.asarray(images, np.float32)
-    warmup = 0.0 if tiles.needed(images.shape) else _warm_up(  # tiles run eagerly, untraced
+    # An image larger than a tile is not warmed up: its tile passes trace on the first step,
+    # and a warm-up pass would cost a whole step.
+    warmup = 0.0 if tiles.needed(images.shape) else _warm_up(
         encoder, (layers, images.shape[1:]), lambda: loss_and_gradient(tf.constant(images[:1])))
     start = time.perf_counter()
     refined = gatys_lib.synthesize(encoder, target_grams, images, steps, layers=layers,

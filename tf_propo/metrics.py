@@ -133,10 +133,7 @@ class TextureMetrics:
     def grams(self, images):
         """{layer: [B, C, C]} of one image (H, W, 3) or a batch; a tile at a time when larger
         than one (tf_propo.tiles: the same values)."""
-        images = _batched(images)
-        if tiles.needed(images.shape):
-            return tiles.grams(self.encoder, images, self.layers)
-        return texture.gram_matrices(self.features(images), self.layers)
+        return tiles.gram_matrices(self.encoder, _batched(images), self.layers)
 
     def texture_loss(self, images):
         """Per-image texture loss, numpy [B]."""

@@ -131,6 +131,15 @@ def _passes(encoder, layers):
     return functions[layers]
 
 
+def gram_matrices(encoder, images, layers=texture.TEXTURE_LAYERS):
+    """texture.gram_matrices of encoder(images) for images [B, H, W, 3]: one pass when they
+    fit in a tile, else `grams` (the same values in a tile's memory)."""
+    images = np.asarray(images, np.float32)
+    if needed(images.shape):
+        return grams(encoder, images, layers)
+    return texture.gram_matrices(encoder(tf.constant(images)), layers)
+
+
 def grams(encoder, images, layers=texture.TEXTURE_LAYERS, circular=False, tile=None):
     """{layer: [B, C, C]} Grams of `images` [B, H, W, 3] (float32, as texture.gram_matrices
     of the whole images' features), `encoder` run on one tile at a time; circular: the
