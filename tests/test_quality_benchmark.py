@@ -6,9 +6,10 @@ from tf_propo.benchmarks import quality
 from tf_propo.errors import UsageError
 
 
-def _row(target, method, ratio, seconds, novel, real_novel="0.0", grid="1.0"):
+def _row(target, method, ratio, seconds, novel, real_novel="0.0", grid="1.0", reflect=""):
     return {"target": target, "method": method, "status": "ok",
-            "unseen_ratio_to_real": str(ratio), "seconds_per_texture": str(seconds),
+            "unseen_ratio_to_real": str(ratio), "unseen_ratio_reflect": str(reflect),
+            "seconds_per_texture": str(seconds),
             "novel_patch_fraction": str(novel), "real_novel_patch_fraction": real_novel,
             "grid_score": grid, "target_grid_score": "0.5"}
 
@@ -21,14 +22,16 @@ def test_parse_methods_reads_an_optional_tier():
 
 
 def test_summary_and_tier_checks():
-    rows = [_row("a.png", "quilt", 1.5, 0.4, 0.0), _row("b.png", "quilt", 3.0, 0.5, 0.004),
-            _row("c.png", "quilt", 9.0, 0.6, 0.002, "0.002"),
+    rows = [_row("a.png", "quilt", 1.5, 0.4, 0.0, reflect=1.2),
+            _row("b.png", "quilt", 3.0, 0.5, 0.004, reflect=2.0),
+            _row("c.png", "quilt", 9.0, 0.6, 0.002, "0.002", reflect=4.0),
             _row("d.png", "quilt", 1.0, 0.5, 0.0, grid="3.0"),
             {"target": "a.png", "method": "propo", "status": "missing (no model)",
              "unseen_ratio_to_real": "", "seconds_per_texture": "",
              "novel_patch_fraction": "", "real_novel_patch_fraction": ""}]
     summary = quality.summarize(rows, "quilt")
     assert summary["median"] == pytest.approx(2.25) and summary["worst"] == 9.0
+    assert summary["median_reflect"] == pytest.approx(2.0)  # d.png has none: left out
     assert summary["worst_target"] == "c.png" and summary["targets"] == 4
     assert summary["within_2"] == 0.5 and summary["within_5"] == 0.75
     assert summary["novel_mean"] == pytest.approx(0.001) and summary["novel_worst"] == 0.004
@@ -42,8 +45,11 @@ def test_summary_and_tier_checks():
     assert quality.verdict(summary, "ot") == {"seconds": True, "median": True, "grid": False}
     summary["tier"], summary["checks"] = "fast", checks
     line = quality.table([summary]).splitlines()[-1]
-    assert line == ("| quilt | fast | 2.25 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | +2.5 (d.png) "
+    assert line == ("| quilt | fast | 2.25 | 2 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | +2.5 (d.png) "
                     "| 0.5 | no: median, 80% <= 5, novel, grid |")
+    for row in rows:  # a CSV of an evaluate that had no reflect column
+        row.pop("unseen_ratio_reflect", None)
+    assert quality.summarize(rows, "quilt")["median_reflect"] is None
     rows[3]["grid_score"] = "2.0"  # 1.5 over the seen half's: no grid
     assert quality.verdict(quality.summarize(rows, "quilt"), "ot")["grid"]
 
