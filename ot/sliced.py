@@ -62,7 +62,7 @@ def _sorted_rows(rows):
     def sort(part):
         out[part] = np.sort(rows[part], axis=-1)
 
-    _in_parallel(sort, rows.shape[0])
+    _in_parallel(sort, rows.shape)
     return out
 
 
@@ -75,18 +75,27 @@ def _by_rank(rows, wanted):
         np.put_along_axis(matched[part], np.argsort(rows[part], axis=-1), wanted[part],
                           axis=-1)
 
-    _in_parallel(assign, rows.shape[0])
+    _in_parallel(assign, rows.shape)
     return matched
 
 
-def _in_parallel(work, rows):
-    """work(slice of rows) over every core's share of `rows` (NumPy's sorts free the GIL)."""
-    workers = min(_cores(), rows)
-    if workers < 2:
-        return work(slice(0, rows))
-    bounds = np.linspace(0, rows, workers + 1).astype(int)
-    for future in [_pool().submit(work, slice(lo, hi))
-                   for lo, hi in zip(bounds[:-1], bounds[1:])]:
+# Elements per NumPy task: rows of a few MB each, so the sorts' index arrays stay small
+# whatever the image's size (relu1_1 of a 2048² texture is 64 rows of 4M values).
+TASK_ELEMENTS = 1 << 21
+
+
+def _in_parallel(work, shape):
+    """work(slice of rows) over all rows of `shape` [rows, columns], in parts run on every
+    core (NumPy's sorts free the GIL)."""
+    rows, columns = shape
+    cores = _cores()
+    step = max(1, min(TASK_ELEMENTS // max(columns, 1), -(-rows // cores)))
+    parts = [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+    if cores < 2 or len(parts) < 2:
+        for part in parts:
+            work(part)
+        return
+    for future in [_pool().submit(work, part) for part in parts]:
         future.result()
 
 
