@@ -70,9 +70,12 @@ def test_random_rotation_is_orthogonal_seeded_and_unbiased():
     assert abs(mean_diag) < 0.06
 
 
-def test_match_sorted_is_exact_1d_transport():
+@pytest.mark.parametrize("task_elements", [sliced.TASK_ELEMENTS, 4])
+def test_match_sorted_is_exact_1d_transport(task_elements, monkeypatch):
+    # Five columns: the sorts split them between threads unevenly, or (4 values per task)
+    # one column per task, more tasks than cores.
+    monkeypatch.setattr(sliced, "TASK_ELEMENTS", task_elements)
     rng = np.random.default_rng(8)
-    # Five columns: the sorts split the columns between threads unevenly.
     source, target = rng.normal(size=(7, 5)), rng.exponential(size=(7, 5))
     got = sliced.match_sorted(tf.constant(source), tf.constant(target)).numpy()
     for d in range(5):
