@@ -137,10 +137,13 @@ def match_cdf(source, target, bins=256):
     position, cells, source_upper = binned(source_rows)
     _, _, target_upper = binned(target_rows)
     # The source CDF's levels at its bins' edges -> the target's inverse CDF there (first
-    # target bin reaching the level, interpolated inside it).
+    # target bin reaching the level, interpolated inside it; level 0, the source's minimum,
+    # to the first bin holding any target value, not to an empty one below the target).
     levels = tf.pad(source_upper, [[0, 0], [1, 0]])  # [D, bins + 1]
     target_lower = tf.pad(target_upper, [[0, 0], [1, 0]])[:, :-1]
-    target_bin = tf.minimum(tf.searchsorted(target_upper, levels), bins - 1)
+    target_bin = tf.minimum(tf.where(levels > 0, tf.searchsorted(target_upper, levels),
+                                     tf.searchsorted(target_upper, levels, side="right")),
+                            bins - 1)
     t_upper = tf.gather(target_upper, target_bin, batch_dims=1)
     t_lower = tf.gather(target_lower, target_bin, batch_dims=1)
     fraction = tf.math.divide_no_nan(levels - t_lower, t_upper - t_lower)

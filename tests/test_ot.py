@@ -100,6 +100,12 @@ def test_match_cdf_approximates_the_target_marginals():
                 < 0.03 * target[:, d].std() + 0.02
         # Monotone: ranks are kept.
         assert np.all(np.diff(got[np.argsort(source[:, d]), d]) >= -1e-9)
+    # A source far below the target lands within the target's range (to a bin's width),
+    # its minimum too.
+    got = sliced.match_cdf(tf.constant(source - 10), tf.constant(target), bins=256).numpy()
+    width = (target.max(0) - (source - 10).min(0)) / 256
+    assert np.all(got.min(0) >= target.min(0) - width)
+    assert np.all(got.max(0) <= target.max(0) + width)
 
 
 @pytest.mark.parametrize("matcher", ["sort", "cdf"])
