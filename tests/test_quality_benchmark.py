@@ -45,8 +45,8 @@ def test_summary_and_tier_checks():
     assert quality.verdict(summary, "ot") == {"seconds": True, "median": True, "grid": False}
     summary["tier"], summary["checks"] = "fast", checks
     line = quality.table([summary]).splitlines()[-1]
-    assert line == ("| quilt | fast | 2.25 | 2 | 9 (c.png) | 50% | 75% | 0.10 (0.40) | +2.5 (d.png) "
-                    "| 0.5 | no: median, 80% <= 5, novel, grid |")
+    assert line == ("| quilt | fast | 2.25 | 2 | 9 (c.png) | 50% | 75% | 0.10 (0.40) "
+                    "| +2.5 (d.png) | 0.5 | no: median, 80% <= 5, novel, grid |")
     for row in rows:  # a CSV of an evaluate that had no reflect column
         row.pop("unseen_ratio_reflect", None)
     assert quality.summarize(rows, "quilt")["median_reflect"] is None

@@ -55,9 +55,7 @@ def test_same_generator_same_texture_and_bad_overlap_refused():
 
 def test_tileable_textures_wrap_without_a_seam():
     from tests.conftest import SAMPLES
-    from tf_propo import image_io
-
-    from tf_propo import metrics
+    from tf_propo import image_io, metrics
 
     ordinary, tiled = [], []
     for name in ("nature_jungle001.png", "material_metall006.png", "nature_potatoes.png"):

@@ -95,8 +95,8 @@ def summarize(rows, method):
     number = lambda value: float(value) if value not in ("", None) else None  # noqa: E731
     ratios = np.array([number(r["unseen_ratio_to_real"]) for r in mine
                        if number(r["unseen_ratio_to_real"]) is not None])
-    reflect = [number(r.get("unseen_ratio_reflect")) for r in mine]
-    reflect = [ratio for ratio in reflect if ratio is not None]
+    reflect = [ratio for ratio in (number(r.get("unseen_ratio_reflect")) for r in mine)
+               if ratio is not None]
     novel = np.array([novel_excess({k: number(r[k]) for k in
                                     ("novel_patch_fraction", "real_novel_patch_fraction")})
                       for r in mine])
@@ -136,10 +136,10 @@ def table(summaries):
         checks = s.get("checks")
         meets = ("yes" if all(checks.values()) else "no: " + ", ".join(
             k for k, ok in checks.items() if not ok)) if checks else ""
-        reflect = s.get("median_reflect")
+        reflect = "" if s.get("median_reflect") is None else f"{s['median_reflect']:.3g}"
         lines.append(f"| {s['method']} | {s.get('tier') or ''} | {s['median']:.3g} | "
-                     f"{'' if reflect is None else f'{reflect:.3g}'} | {s['worst']:.3g} ({s['worst_target']}) | {s['within_2']:.0%} | "
-                     f"{s['within_5']:.0%} | {100 * s['novel_mean']:.2f} "
+                     f"{reflect} | {s['worst']:.3g} ({s['worst_target']}) | "
+                     f"{s['within_2']:.0%} | {s['within_5']:.0%} | {100 * s['novel_mean']:.2f} "
                      f"({100 * s['novel_worst']:.2f}) | {s['grid_worst']:+.2g} "
                      f"({s['grid_worst_target']}) | {s['seconds']:.3g} | {meets} |")
     return "\n".join(lines)
