@@ -57,8 +57,9 @@ flags.DEFINE_enum("protocol", "exemplar", PROTOCOLS, "exemplar: the methods see 
                   "one half of each target, quality is also measured against the other half "
                   "(unseen_* columns) and set beside that of the seen half itself (a real "
                   "sample of the texture).")
-flags.DEFINE_integer("polish_steps", 8, "quilt and ot: L-BFGS steps after the fast result, "
-                     "as synthesize --polish_steps (0: none).", lower_bound=0)
+flags.DEFINE_integer("polish_steps", None, "quilt and ot: L-BFGS steps after the fast "
+                     "result, as synthesize --polish_steps (0: none; default: synthesize's).",
+                     lower_bound=0)
 flags.DEFINE_bool("tileable", False, "Textures that wrap around, as synthesize --tileable "
                   "(the seam_ratio column: about 1 when they tile without a seam).")
 flags.DEFINE_enum("precision", "float32", ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
@@ -171,9 +172,10 @@ class Runner:
         model = self.model(name)
         if isinstance(model, UsageError):
             raise model
+        polish = {} if FLAGS.polish_steps is None else {"polish_steps": FLAGS.polish_steps}
         synthesizer = api.TextureSynthesizer(
             name, model, 0, self.policy, strategy=strategy, steps=FLAGS.gatys_steps,
-            polish_steps=FLAGS.polish_steps, refine_steps=refine)
+            refine_steps=refine, **polish)
         result = synthesizer.synthesize(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
                                         FLAGS.tileable)
         return result.images, result.seconds

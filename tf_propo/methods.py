@@ -183,10 +183,10 @@ def load_optimal_transport(decoders=None, passes=3):
 # The polish of quilt and ot: a few refinement steps after the fast result. Quilting's
 # takes the shallow layers only: quilting copies the target's structure but mixes its blocks
 # unevenly (it favours blocks that join well), which skews the fine-grain statistics; these
-# layers see them at a quarter of the cost of the full loss (a bfloat16 step takes ~40 ms at
+# layers see them at a quarter of the cost of the full loss (a bfloat16 step takes ~55 ms at
 # 256² on a 2-core CPU).
 POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
-POLISH_STEPS = 8
+POLISH_STEPS = 6
 
 
 def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STEPS,
@@ -252,8 +252,9 @@ def _target_grams(target, layers, policy, vgg_weights, padding):
 def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32",
            tileable=False, vgg_weights="normalized"):
     """`images` [K, H, W, 3] after `steps` projected L-BFGS steps (gatys.projected_lbfgs:
-    one gradient per step) on the texture loss of `layers` against `target` [h, w, 3], from
-    a fast method's result; (images, seconds, extra).
+    one gradient per step) on the texture loss of `layers` against `target` [h, w, 3]
+    through a reflection-padded VGG19, from a fast method's result; (images, seconds,
+    extra).
 
     policy: the encoder's Keras dtype policy; the loss and the optimiser are float32 or
     better whatever it is, and from a good start bfloat16 gradients serve as well.
@@ -267,13 +268,14 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     if steps <= 0:
         return np.asarray(images, np.float32), 0.0, {}
     target = target_statistics(target)
-    # A torus has no border. The target's zero-padded statistics hold the frame its borders
-    # draw, which steps on a torus cannot reproduce and answer with tears and scratches
-    # across the texture (seen on wood and snow): a tileable refinement takes the target's
-    # statistics with reflection padding instead.
-    target_grams = _target_grams(target, layers, policy, vgg_weights,
-                                 "reflect" if tileable else "zeros")
-    encoder = _refine_encoder(layers, policy, "circular" if tileable else "zeros", vgg_weights)
+    # Never zero padding. Through a zero-padded VGG19 the border pixels face a constant
+    # frame, and the steps answer the Grams' mismatch by painting bands along the edges
+    # (pale on snow, dark on wood), which zero-padded statistics then reward. Reflection
+    # padding gives the border no such lever; a torus has no border at all (circular), and
+    # its target statistics are the reflection-padded ones too.
+    target_grams = _target_grams(target, layers, policy, vgg_weights, "reflect")
+    encoder = _refine_encoder(layers, policy, "circular" if tileable else "reflect",
+                              vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers, tileable)
     images = np.asarray(images, np.float32)
     # An image larger than a tile is not warmed up: its tile passes trace on the first step,

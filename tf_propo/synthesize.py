@@ -84,7 +84,7 @@ flags.DEFINE_integer("polish_steps", None, "quilt and ot: then this many L-BFGS 
                      "of the texture loss (one gradient each, under --precision): for quilt "
                      "on the shallow VGG layers, which even out the fine grain quilting "
                      "skews; for ot on all of them, which correct what the decoders blur; 0: "
-                     "none. Default: 8.", lower_bound=0)
+                     "none. Default: 6.", lower_bound=0)
 flags.register_multi_flags_validator(
     ["polish_steps", "method"],
     lambda f: f["polish_steps"] is None or f["method"] in ("quilt", "ot"),
