@@ -6,9 +6,9 @@ from tf_propo.benchmarks import quality
 from tf_propo.errors import UsageError
 
 
-def _row(target, method, ratio, seconds, novel, real_novel="0.0", grid="1.0", reflect=""):
+def _row(target, method, ratio, seconds, novel, real_novel="0.0", grid="1.0", zeros=""):
     return {"target": target, "method": method, "status": "ok",
-            "unseen_ratio_to_real": str(ratio), "unseen_ratio_reflect": str(reflect),
+            "unseen_ratio_reflect": str(ratio), "unseen_ratio_to_real": str(zeros),
             "seconds_per_texture": str(seconds),
             "novel_patch_fraction": str(novel), "real_novel_patch_fraction": real_novel,
             "grid_score": grid, "target_grid_score": "0.5"}
@@ -22,16 +22,18 @@ def test_parse_methods_reads_an_optional_tier():
 
 
 def test_summary_and_tier_checks():
-    rows = [_row("a.png", "quilt", 1.5, 0.4, 0.0, reflect=1.2),
-            _row("b.png", "quilt", 3.0, 0.5, 0.004, reflect=2.0),
-            _row("c.png", "quilt", 9.0, 0.6, 0.002, "0.002", reflect=4.0),
+    rows = [_row("a.png", "quilt", 1.5, 0.4, 0.0, zeros=1.2),
+            _row("b.png", "quilt", 3.0, 0.5, 0.004, zeros=2.0),
+            _row("c.png", "quilt", 9.0, 0.6, 0.002, "0.002", zeros=4.0),
             _row("d.png", "quilt", 1.0, 0.5, 0.0, grid="3.0"),
             {"target": "a.png", "method": "propo", "status": "missing (no model)",
-             "unseen_ratio_to_real": "", "seconds_per_texture": "",
-             "novel_patch_fraction": "", "real_novel_patch_fraction": ""}]
+             "unseen_ratio_reflect": "", "unseen_ratio_to_real": "",
+             "seconds_per_texture": "", "novel_patch_fraction": "",
+             "real_novel_patch_fraction": ""}]
     summary = quality.summarize(rows, "quilt")
+    # Judged through the reflection-padded VGG19; the zero-padded median is shown.
     assert summary["median"] == pytest.approx(2.25) and summary["worst"] == 9.0
-    assert summary["median_reflect"] == pytest.approx(2.0)  # d.png has none: left out
+    assert summary["median_zero_padded"] == pytest.approx(2.0)  # d.png has none: left out
     assert summary["worst_target"] == "c.png" and summary["targets"] == 4
     assert summary["within_2"] == 0.5 and summary["within_5"] == 0.75
     assert summary["novel_mean"] == pytest.approx(0.001) and summary["novel_worst"] == 0.004
@@ -47,11 +49,11 @@ def test_summary_and_tier_checks():
     line = quality.table([summary]).splitlines()[-1]
     assert line == ("| quilt | fast | 2.25 | 2 | 9 (c.png) | 50% | 75% | 0.10 (0.40) "
                     "| +2.5 (d.png) | 0.5 | no: median, 80% <= 5, novel, grid |")
-    for row in rows:  # a CSV of an evaluate that had no reflect column
-        row.pop("unseen_ratio_reflect", None)
-    assert quality.summarize(rows, "quilt")["median_reflect"] is None
     rows[3]["grid_score"] = "2.0"  # 1.5 over the seen half's: no grid
     assert quality.verdict(quality.summarize(rows, "quilt"), "ot")["grid"]
+    for row in rows:  # a CSV of an evaluate without the judged ratio: nothing to judge
+        row.pop("unseen_ratio_reflect")
+    assert quality.summarize(rows, "quilt") is None
 
 
 def test_importing_the_benchmark_defines_no_flags():
