@@ -186,17 +186,17 @@ def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
     as the paper aggregates, which a target with large losses dominates."""
     from tf_propo.report import write_report
 
-    def row(target, loss, unseen, real, novel, real_novel, grid=1.0):
+    def row(target, loss, unseen, real, novel, real_novel, grid=1.0, reflect=None):
         return {"target": target, "method": "propo", "status": "ok", "texture_loss": loss,
                 "loss_ratio": loss / 1e6, "diversity": 1.0, "seconds_per_texture": 0.5,
                 "peak_memory_mb": 100.0, "dark_fraction": 0.0, "target_dark_fraction": 0.0,
                 "novel_patch_fraction": novel, "real_novel_patch_fraction": real_novel,
                 "grid_score": grid, "target_grid_score": 0.5,
                 "unseen_texture_loss": unseen, "real_unseen_texture_loss": real,
-                "unseen_ratio_to_real": unseen / real}
+                "unseen_ratio_to_real": unseen / real, "unseen_ratio_reflect": reflect}
 
-    rows = [row("a.png", 100.0, 40.0, 10.0, 0.05, 0.01),
-            row("b.png", 3000.0, 2000.0, 1000.0, 0.003, 0.0),
+    rows = [row("a.png", 100.0, 40.0, 10.0, 0.05, 0.01, reflect=1.5),
+            row("b.png", 3000.0, 2000.0, 1000.0, 0.003, 0.0, reflect=3.0),
             row("c.png", 10.0, 10.0, 1.0, 0.0, 0.0, grid=13.0)]
     summary = write_report(str(tmp_path / "report.md"), rows[:2], "cmd")["propo"]
     assert summary["texture_loss"] == pytest.approx(1550.0)
@@ -210,7 +210,9 @@ def test_report_means_of_ratios_and_ratios_of_means(tmp_path):
     assert summary["novel_patch_excess"] == pytest.approx((0.04 + 0.003 + 0.0) / 3)
     report = (tmp_path / "report.md").read_text()
     assert summary["grid_score"] == pytest.approx(5.0)
-    assert "| 1.43 | 5 (0.5) | 5.33 | 2.03 | 4 | 10 |" in report
+    # The reflection-padded median over the targets that have one (c.png has none).
+    assert summary["unseen_ratio_reflect_median"] == pytest.approx(2.25)
+    assert "| 1.43 | 5 (0.5) | 5.33 | 2.03 | 4 | 10 | 2.25 |" in report
     assert ("| a.png | propo | 0.0001 | 1.0 | 0.5 | 100 | 0.00 (0.00) | 4.00 | 1 (0.5) | 4 |"
             in report)
 

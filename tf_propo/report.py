@@ -54,6 +54,12 @@ def write_report(path, rows, command):
         ratios = [r["unseen_ratio_to_real"] for r in unseen]
         summary[method]["unseen_ratio_median"] = float(np.median(ratios)) if unseen else None
         summary[method]["unseen_ratio_worst"] = float(np.max(ratios)) if unseen else None
+        # Through a reflection-padded VGG19: the view the quality benchmark judges, as the
+        # zero-padded one rewards a frame painted along the borders.
+        reflect = [r["unseen_ratio_reflect"] for r in unseen
+                   if r.get("unseen_ratio_reflect") is not None]
+        summary[method]["unseen_ratio_reflect_median"] = (
+            float(np.median(reflect)) if reflect else None)
         novel = [novel_excess(r) for r in mine]
         summary[method]["novel_patch_excess"] = (
             None if None in novel else float(np.mean(novel)))
@@ -80,7 +86,9 @@ def write_report(path, rows, command):
                   "sample of the texture scores 1; copying the seen half's statistics "
                   "exactly scores about 1 too), the mean of the targets' ratios; "
                   "of means: the ratio of the mean losses, as the paper aggregates; median "
-                  "and worst: over targets."]
+                  "and worst: over targets; reflect: the median through a reflection-padded "
+                  "VGG19, which sees no frame along the borders (the quality benchmark "
+                  "judges it)."]
         repeats = sorted({r["target"] for r in ok if r["unseen_ratio_to_real"] is None})
         if repeats:
             lines += ["", "Left out of unseen × real (their two halves are copies of each "
@@ -89,9 +97,9 @@ def write_report(path, rows, command):
     lines += ["", "| method | targets | loss | loss/noise | loss × Gatys | diversity | "
               "diversity × Gatys | s/texture | speed × Gatys | peak MB | dark % | novel % | "
               "grid |"
-              + (f"{extra} of means | median | worst |" if held_out else ""),
+              + (f"{extra} of means | median | worst | reflect |" if held_out else ""),
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-              + ("---|---|---|---|" if held_out else "")]
+              + ("---|---|---|---|---|" if held_out else "")]
     for method, s in summary.items():
         loss_vs = s["loss_ratio"] / gatys["loss_ratio"] if gatys else None
         div_vs = (s["diversity"] / gatys["diversity"]
@@ -107,7 +115,9 @@ def write_report(path, rows, command):
                      + (f" {_fmt(s['unseen_ratio_to_real'], '.3g')} |"
                         f" {_fmt(s['unseen_means_to_real'], '.3g')} |"
                         f" {_fmt(s['unseen_ratio_median'], '.3g')} |"
-                        f" {_fmt(s['unseen_ratio_worst'], '.3g')} |" if held_out else ""))
+                        f" {_fmt(s['unseen_ratio_worst'], '.3g')} |"
+                        f" {_fmt(s['unseen_ratio_reflect_median'], '.3g')} |"
+                        if held_out else ""))
     missing = [r for r in rows if r["status"] != "ok"]
     if missing:
         lines += ["", "Not run:", ""]
