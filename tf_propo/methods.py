@@ -68,8 +68,7 @@ def gatys(target, noise, steps, optimizer="lbfgs", learning_rate=0.02, progress=
     encoder, target_grams = evaluation.encoder, evaluation.target_grams
     if tileable:
         encoder = _refine_encoder(evaluation.layers, "float32", "circular", vgg_weights)
-        target_grams = _target_grams(target, evaluation.layers, "float32", vgg_weights,
-                                     "reflect")
+        target_grams = _target_grams(target, evaluation.layers, "float32", vgg_weights)
     bar = Progress(steps * len(noise), f"gatys {noise.shape[1]}px") if progress else None
     start = time.perf_counter()
     images = gatys_lib.synthesize(
@@ -241,11 +240,12 @@ def _refine_encoder(layers, policy, padding, vgg_weights):
     return _REFINE_ENCODERS[key]
 
 
-def _target_grams(target, layers, policy, vgg_weights, padding):
-    """The Grams of a TargetStatistics' image at `layers`, its VGG19 padded by `padding`
-    (a tile at a time for a target larger than one, as the scorer's)."""
-    return target.get(("grams", layers, policy, vgg_weights, padding), lambda: (
-        tiles.gram_matrices(_refine_encoder(layers, policy, padding, vgg_weights),
+def _target_grams(target, layers, policy, vgg_weights):
+    """The Grams of a TargetStatistics' image at `layers` through a reflection-padded VGG19,
+    the statistics every refinement descends to (a tile at a time for a target larger than
+    one, as the scorer's)."""
+    return target.get(("grams", layers, policy, vgg_weights, "reflect"), lambda: (
+        tiles.gram_matrices(_refine_encoder(layers, policy, "reflect", vgg_weights),
                             target.image[None], layers)))
 
 
@@ -273,7 +273,7 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     # (pale on snow, dark on wood), which zero-padded statistics then reward. Reflection
     # padding gives the border no such lever; a torus has no border at all (circular), and
     # its target statistics are the reflection-padded ones too.
-    target_grams = _target_grams(target, layers, policy, vgg_weights, "reflect")
+    target_grams = _target_grams(target, layers, policy, vgg_weights)
     encoder = _refine_encoder(layers, policy, "circular" if tileable else "reflect",
                               vgg_weights)
     loss_and_gradient = gatys_lib.loss_and_gradient_fn(encoder, target_grams, layers, tileable)

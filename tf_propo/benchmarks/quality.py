@@ -9,9 +9,8 @@ median and worst unseen × real over targets through a reflection-padded VGG19 (
 to the unseen half as the seen half itself, a real photograph of the texture), its median
 through the zero-padded VGG19 of the authors' loss (shown, not judged: it rewards a frame
 drawn along the borders, see docs/evaluation.md), the share of targets within 2 and 5, the
-blob
-measure (novel patches over the real half's, mean and worst target, in percent), the grid
-measure (grid.grid_score over the seen half's, worst target), seconds per texture, and
+blob measure (novel patches over the real half's, mean and worst target, in percent), the
+grid measure (grid.grid_score over the seen half's, worst target), seconds per texture, and
 whether the method meets its tier:
 
   fast      <= 1 s, median <= 2, >= 80% of targets <= 5, novel patches <= 0.1 points over
