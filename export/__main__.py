@@ -1,4 +1,11 @@
-"""Export a trained model: python -m tf_propo.export [--model_dir=DIR] --format=saved_model --out=D
+"""Export the fast synthesis: python -m tf_propo.export [--method=quilt|propo] [--model_dir=DIR]
+--format=saved_model --out=D
+
+  --method=quilt        (the default) synthesize's quilt as one graph: the quilt, its colour
+                        match and --polish_steps L-BFGS steps on VGG19's shallow layers
+                        (tf_propo/export/quilting.py, polish.py)
+  --method=propo        the bundled pretrained ProPO; --model_dir=DIR: a trained
+                        po/adapo/propo model
 
   --format=saved_model  a SavedModel directory for TF Serving (signatures: see
                         tf_propo/export/saved_model.py)
@@ -30,8 +37,14 @@ from tf_propo.errors import UsageError
 from tf_propo.export.write import FORMATS, QUANTIZATIONS
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("method", "quilt", ["quilt", "propo"], "quilt: image quilting (no "
+                  "weights; the default); propo: the bundled pretrained ProPO, or with "
+                  "--model_dir the model there.")
+flags.DEFINE_integer("polish_steps", None, "quilt: L-BFGS steps on VGG19's shallow layers "
+                     "inside the exported graph (0: none, no VGG weights in it). Default: "
+                     "synthesize's, 6.", lower_bound=0)
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
-                    "(python -m tf_propo.train). Default: the bundled pretrained ProPO.")
+                    "(python -m tf_propo.train) to export instead of quilting.")
 flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving), tflite "
                   "(LiteRT) or compact (config + float16 weights, any model).")
 flags.DEFINE_string("out", None, "Output: a new directory for saved_model, a .tflite file for "
@@ -63,9 +76,14 @@ def _check_flags():
 
     if not FLAGS.out:
         raise UsageError("--out is required")
+    if FLAGS.model_dir and FLAGS["method"].present and FLAGS.method == "quilt":
+        raise UsageError("--method=quilt takes no --model_dir (a trained model exports "
+                         "without --method)")
     files.check_creatable(FLAGS.out, f"--out={FLAGS.out}")
     try:
-        write.check_arguments(FLAGS.out, FLAGS.format, FLAGS.size, FLAGS.quantize)
+        write.check_arguments(FLAGS.out, FLAGS.format, FLAGS.size, FLAGS.quantize,
+                              not FLAGS.model_dir and FLAGS.method == "quilt",
+                              FLAGS.polish_steps)
     except ValueError as e:  # the library names its arguments; the flags have -- before
         raise UsageError(f"--{e}") from None
     # The verification runs the model once on a sample: a texture and a target of these sizes.
@@ -82,13 +100,14 @@ def main(argv):
     cli.import_tensorflow_quietly()
     from tf_propo.export import parity, write
 
-    if not FLAGS.model_dir:
+    if not FLAGS.model_dir and FLAGS.method == "propo":
         from tf_propo import methods
 
         FLAGS.model_dir = methods.bundled_propo()
     result = write.export_model(
         FLAGS.model_dir, FLAGS.out, FLAGS.format, FLAGS.size, FLAGS.target_size,
-        FLAGS.quantize, FLAGS.representative, FLAGS.calibration_samples, FLAGS.verify)
+        FLAGS.quantize, FLAGS.representative, FLAGS.calibration_samples, FLAGS.verify,
+        FLAGS.polish_steps)
     warning = parity.warning(result.get("parity", {}), FLAGS.quantize)
     if warning:
         print(warning, file=sys.stderr)

@@ -8,9 +8,10 @@ Signatures (all tensors unbatched; one texture per request):
       the whole pipeline: the target's short edge resized to the model's target size, VGG19,
       Gram statistics, every stage from the seed's noise. H, W in [16, MAX_TARGET_SIDE]; size
       one side (a square) or [height, width], each a multiple of 16 in [16, MAX_SIZE].
-  statistics(image uint8 [H, W, 3]) -> gram_<layer> float32 [C, C] per layer
-      a target's statistics, for a server that caches targets;
-  from_statistics(gram_<layer> float32 [C, C] per layer, seed int64 [], size int32 [] or [2])
+  statistics(image uint8 [H, W, 3]) -> the target's statistics, for a server that caches
+      targets: exemplar float32 [h, w, 3] (quilting: the resized target itself), or
+      gram_<layer> float32 [C, C] per layer (a pseudo optimizer);
+  from_statistics(those, seed int64 [], size int32 [] or [2])
       -> texture uint8 [height, width, 3].
 """
 
@@ -58,13 +59,8 @@ def _uint8(image):
                                tf.uint8)}
 
 
-def gram_name(layer):
-    return f"gram_{layer}"
-
-
 def build_archive(pipeline):
     """A keras.export.ExportArchive with the three signatures."""
-    layers = pipeline.layers_used
     image_spec = tf.TensorSpec([None, None, 3], tf.uint8, name="image")
     seed_spec = tf.TensorSpec([], tf.int64, name="seed")
     size_spec = tf.TensorSpec(None, tf.int32, name="size")  # a side, or [height, width]
@@ -76,16 +72,12 @@ def build_archive(pipeline):
 
     @tf.function(input_signature=[image_spec])
     def statistics(image):
-        grams = pipeline.statistics(_image(image))
-        return {gram_name(layer): grams[layer][0] for layer in layers}
+        return pipeline.named_statistics(pipeline.statistics(_image(image)))
 
-    gram_specs = {gram_name(layer): tf.TensorSpec([None, None], tf.float32,
-                                                  name=gram_name(layer)) for layer in layers}
-
-    @tf.function(input_signature=[gram_specs, seed_spec, size_spec])
-    def from_statistics(grams, seed, size):
-        grams = {layer: grams[gram_name(layer)][None] for layer in layers}
-        return _uint8(pipeline.synthesize(grams, _noise(seed, size)))
+    @tf.function(input_signature=[pipeline.statistics_specs(), seed_spec, size_spec])
+    def from_statistics(named, seed, size):
+        return _uint8(pipeline.synthesize(pipeline.from_named_statistics(named),
+                                          _noise(seed, size)))
 
     archive = keras.export.ExportArchive()
     archive.track(pipeline)

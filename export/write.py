@@ -1,5 +1,5 @@
-"""Export a trained pseudo optimizer, checked: what `python -m tf_propo.export` and
-`TextureSynthesizer.export` both run.
+"""Export image quilting or a trained pseudo optimizer, checked: what
+`python -m tf_propo.export` and `TextureSynthesizer.export` both run.
 
     export_model(model_dir, out, format, ...)  -> the result the command prints as JSON
 
@@ -24,11 +24,24 @@ def samples_dir():
     return str(importlib.resources.files("tf_propo") / "samples")
 
 
-def check_arguments(out, format="saved_model", size=256, quantize="none"):
+def check_arguments(out, format="saved_model", size=256, quantize="none", quilting=False,
+                    polish_steps=None):
     """ValueError naming the argument for what needs no TensorFlow: checked before a
-    conversion that can take a minute."""
+    conversion that can take a minute. quilting: what is exported is image quilting (no
+    model_dir)."""
+    if polish_steps is not None and not quilting:
+        raise ValueError(f"polish_steps={polish_steps}: the polish belongs to quilting; a "
+                         "model_dir's pseudo optimizer has none")
+    if polish_steps is not None and polish_steps < 0:
+        raise ValueError(f"polish_steps must be >= 0, got {polish_steps}")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if quilting and format == "compact":
+        raise ValueError("format=compact writes a trained model's weights and needs a "
+                         "model_dir; image quilting has none")
+    if quilting and quantize != "none":
+        raise ValueError(f"quantize={quantize}: image quilting has no weights to quantize "
+                         "(quantize applies to a model_dir's pseudo optimizer)")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got "
                          f"{quantize!r}")
@@ -50,10 +63,16 @@ def check_arguments(out, format="saved_model", size=256, quantize="none"):
 
 
 def export_model(model_dir, out, format="saved_model", size=256, target_size=256,
-                 quantize="none", representative=None, calibration_samples=16, verify=True):
-    """Write a trained po / adapo / propo model directory as a SavedModel directory, a
-    .tflite file (static `size`² output and `target_size`² target, `quantize`d) or a compact
-    model directory (config + float16 weights; any model, the OT decoders too).
+                 quantize="none", representative=None, calibration_samples=16, verify=True,
+                 polish_steps=None):
+    """Write image quilting (model_dir None) or a trained po / adapo / propo model
+    directory as a SavedModel directory or a .tflite file (static `size`² output and
+    `target_size`² target, a model directory's `quantize`d), or a model directory as a
+    compact one (config + float16 weights; any model, the OT decoders too).
+
+    The exported quilting is synthesize's quilt in one graph: export.quilting's quilt and
+    colour match, then export.polish's `polish_steps` L-BFGS steps on VGG19's shallow layers
+    (None: synthesize's default, methods.POLISH_STEPS; 0: none, no VGG weights).
 
     Args:
         representative: int8: calibration images (a file or folder; default the bundled
@@ -63,7 +82,7 @@ def export_model(model_dir, out, format="saved_model", size=256, target_size=256
     Returns:
         dict: format, model_dir, mode, out, bytes, seconds, and parity where verified.
     """
-    check_arguments(out, format, size, quantize)
+    check_arguments(out, format, size, quantize, model_dir is None, polish_steps)
     start = time.perf_counter()
     if format == "compact":
         result = _write_compact(model_dir, out)
@@ -71,9 +90,13 @@ def export_model(model_dir, out, format="saved_model", size=256, target_size=256
         from tf_propo import image_io
         from tf_propo.export import pipeline as pipelines
 
-        pipeline, config = pipelines.load_pipeline(model_dir, target_size)
-        result = {"format": format, "model_dir": os.path.abspath(model_dir),
-                  "mode": config["mode"], "target_size": target_size}
+        if model_dir is None and polish_steps is None:
+            from tf_propo.methods import POLISH_STEPS as polish_steps
+        pipeline, config = pipelines.load_pipeline(model_dir, target_size, polish_steps or 0)
+        result = {"format": format, "mode": config["mode"], "target_size": target_size,
+                  "model_dir": model_dir and os.path.abspath(model_dir)}
+        if model_dir is None:
+            result["polish_steps"] = polish_steps
         sample = image_io.read_image(os.path.join(samples_dir(), CHECK_SAMPLE))
         if format == "saved_model":
             result.update(_write_saved_model(pipeline, out, sample if verify else None))

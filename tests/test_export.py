@@ -288,8 +288,8 @@ def test_the_api_exports_what_the_command_exports(model_dir, tmp_path):
         synth.export(str(tmp_path))
     with pytest.raises(ValueError, match="size=40 must be a multiple of 16"):
         synth.export(str(tmp_path / "b.tflite"), "tflite", size=40)
-    with pytest.raises(ValueError, match="only a pseudo optimizer.*quilt"):
-        tf_propo.TextureSynthesizer.from_preset("quilt_raw").export(str(tmp_path / "q"))
+    with pytest.raises(ValueError, match="only quilting and a pseudo optimizer.*gatys"):
+        tf_propo.TextureSynthesizer.from_preset("gatys").export(str(tmp_path / "q"))
     assert sorted(os.listdir(tmp_path)) == ["api.tflite", "cli.tflite"]
 
 

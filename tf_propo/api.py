@@ -18,7 +18,7 @@ from tf_propo import shapes
 
 # name: (method, options, description). Sizes on disk are what the preset loads.
 _PRESETS = {
-    "quilt": ("quilt", {}, "Image quilting from blocks of the target, polished by 8 shallow "
+    "quilt": ("quilt", {}, "Image quilting from blocks of the target, polished by 6 shallow "
               "VGG steps: no training, about a second for 256² on a CPU, the target's "
               "structure, any size, tileable."),
     "quilt_raw": ("quilt", {"polish_steps": 0}, "Image quilting alone: no VGG weights to "
@@ -32,10 +32,10 @@ _PRESETS = {
     "gatys": ("gatys", {"steps": 100}, "Gatys et al.'s optimisation from noise, 100 L-BFGS "
               "steps: the quality reference, about a minute for 256² on a CPU."),
     "ot_sliced": ("ot", {"strategy": "sliced"}, "Optimal transport of VGG features (Risser "
-                  "2020) with sliced matching and the bundled decoders, polished by 8 VGG "
+                  "2020) with sliced matching and the bundled decoders, polished by 6 VGG "
                   "steps: no training, about two seconds for 256² on a CPU."),
     "ot_eigh": ("ot", {"strategy": "eigh"}, "Optimal transport by mean and covariance "
-                "(eigendecomposition), the bundled decoders, polished by 8 VGG steps."),
+                "(eigendecomposition), the bundled decoders, polished by 6 VGG steps."),
 }
 
 
@@ -186,38 +186,45 @@ class TextureSynthesizer:
         return cls(mode, model, target_size, policy, model_dir)
 
     def export(self, out, format="saved_model", size=256, quantize="none", verify=True):
-        """Write this synthesizer's pseudo optimizer for serving or devices, checked against
-        Keras on a bundled sample (the model is rebuilt in float32 from its directory).
+        """Write this synthesizer for serving or devices, checked on a bundled sample
+        against the same synthesis in Python: a quilt preset as one float32 graph (the
+        quilt, its colour match and its polish steps; refine_steps are not exported), a
+        pseudo optimizer rebuilt in float32 from its directory.
 
         Args:
             out: a new directory (format "saved_model": TF Serving, output size chosen per
                 request) or a .tflite file (format "tflite": LiteRT, a static size² output
                 from a target_size² target).
             size: tflite: the output side in px (a multiple of 16).
-            quantize: tflite: "none", "fp16", "int8", "dynamic", "int8_weights" or
-                "int8_mixed" (docs/export.md compares them).
-            verify: run what was written once and report its parity with Keras.
+            quantize: tflite, a pseudo optimizer: "none", "fp16", "int8", "dynamic",
+                "int8_weights" or "int8_mixed" (docs/export.md compares them).
+            verify: run what was written once and report its parity.
 
         Returns:
             dict: format, out, bytes, seconds, parity ({image_relative_error,
-            texture_loss_ratio}) and the model's mode.
+            texture_loss_ratio}) and the mode exported ("quilt" or the model's).
 
-        Example (the pseudo optimizers export; the others say so):
-            >>> TextureSynthesizer.from_preset("quilt_raw").export("quilt.tflite", "tflite")
+        Example (quilting and the pseudo optimizers export; the others say so):
+            >>> TextureSynthesizer.from_preset("gatys").export("gatys.tflite", "tflite")
             Traceback (most recent call last):
             ...
-            ValueError: only a pseudo optimizer loaded from a directory exports ... is quilt
+            ValueError: only quilting and a pseudo optimizer loaded from a directory export ...
         """
         from tf_propo import precision as precisions
         from tf_propo.export import write
 
-        if self.method not in shapes.PSEUDO_OPTIMIZERS or not self.model_dir:
-            raise ValueError(f"only a pseudo optimizer loaded from a directory exports "
-                             f"({', '.join(shapes.PSEUDO_OPTIMIZERS)}); this one is "
+        if self.method != "quilt" and (self.method not in shapes.PSEUDO_OPTIMIZERS
+                                       or not self.model_dir):
+            raise ValueError(f"only quilting and a pseudo optimizer loaded from a directory "
+                             f"export ({', '.join(shapes.PSEUDO_OPTIMIZERS)}); this one is "
                              f"{self.method}")
         if format not in ("saved_model", "tflite"):
             raise ValueError(f"format must be 'saved_model' or 'tflite', got {format!r}")
         with precisions.building_under("float32"):
+            if self.method == "quilt":
+                return write.export_model(
+                    None, out, format, size, self.target_size or 256, quantize,
+                    verify=verify, polish_steps=self.options.get("polish_steps"))
             return write.export_model(self.model_dir, out, format, size,
                                       self.target_size or 256, quantize, verify=verify)
 

@@ -43,19 +43,20 @@ def grid_score(images, period=GRID_PERIOD):
     return float(np.mean(scores))
 
 
-def remove_periodic(images, period=GRID_PERIOD):
+def remove_periodic(images, period=GRID_PERIOD, dtype=tf.float64):
     """images [B, H, W, C] less their `period`-periodic part (periodic_part of the whole
     cells, repeated over the image), float32; the image's mean stays. Images smaller than a
     cell come back as they are.
 
-    The means are summed in float64, so that an image rolled by whole cells gets the same
-    float32 part bit for bit: binned matching (OT's cdf) would turn a rounding into a seam."""
+    The means are summed in `dtype`, float64 by default, so that an image rolled by whole
+    cells gets the same float32 part bit for bit: binned matching (OT's cdf) would turn a
+    rounding into a seam. LiteRT has no float64: an exported graph sums in float32."""
     images = tf.cast(images, tf.float32)
     if images.shape[1] is not None and min(images.shape[1], images.shape[2]) < period:
         return images
     shape = tf.shape(images)
     height, width = shape[1] // period * period, shape[2] // period * period
-    cells = tf.reshape(tf.cast(images[:, :height, :width], tf.float64),
+    cells = tf.reshape(tf.cast(images[:, :height, :width], dtype),
                        [shape[0], height // period, period, width // period, period,
                         images.shape[-1]])
     periodic = tf.reduce_mean(cells, [1, 3])

@@ -1,8 +1,9 @@
 """LiteRT latency of the exported model beside Keras on this CPU, per size and quantization, in
 one run.
 
-    python -m tf_propo.benchmarks.export_latency --model_dir=DIR --sizes=128,256,512 \
-        --quantizations=none,fp16,int8,dynamic,int8_weights,int8_mixed --threads=2
+    python -m tf_propo.benchmarks.export_latency --sizes=128,256   # quilting, polish included
+    python -m tf_propo.benchmarks.export_latency --method=propo --model_dir=DIR \
+        --sizes=128,256,512 --quantizations=none,fp16,int8,dynamic,int8_weights,int8_mixed
 
 For each size S (output S x S, target S x S too, as an app would pass a thumbnail) the Keras
 pipeline (float32, a tf.function) and each .tflite variant (LiteRT, XNNPACK, --threads) run
@@ -19,12 +20,15 @@ from tf_propo import benchmarks, cli
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory (default: the "
-                    "bundled pretrained ProPO).")
+flags.DEFINE_enum("method", "quilt", ["quilt", "propo"], "What is exported, as the export "
+                  "command's --method: quilting (the default) or a pseudo optimizer.")
+flags.DEFINE_integer("polish_steps", None, "quilt: the polish steps in the graph (default: "
+                     "the export's, 6).", lower_bound=0)
+flags.DEFINE_string("model_dir", None, "propo: a trained po/adapo/propo model directory "
+                    "(default: the bundled pretrained ProPO).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
-flags.DEFINE_list("quantizations", ["none", "fp16", "int8", "dynamic", "int8_weights",
-                                    "int8_mixed"],
-                  "TFLite variants.")
+flags.DEFINE_list("quantizations", None, "TFLite variants (default: every one for a pseudo "
+                  "optimizer, none for quilting, which has no weights to quantize).")
 flags.DEFINE_integer("threads", 2, "LiteRT (XNNPACK) threads.", lower_bound=1)
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)
 flags.DEFINE_string("target", None, "Target image (default: the bundled metall006 sample).")
@@ -53,18 +57,29 @@ def main(argv):
     from tf_propo.export import tflite
     from tf_propo.progress import Progress
 
-    tflite.check_quantizations(FLAGS.quantizations, "--quantizations")
-    if not FLAGS.model_dir:
-        from tf_propo import methods
+    from tf_propo import methods
+    from tf_propo.errors import UsageError
 
+    quilt = FLAGS.method == "quilt"
+    if quilt and FLAGS.model_dir:
+        raise UsageError("--method=quilt takes no --model_dir")
+    quantizations = FLAGS.quantizations or (["none"] if quilt else list(tflite.QUANTIZATIONS))
+    tflite.check_quantizations(quantizations, "--quantizations")
+    if quilt and quantizations != ["none"]:
+        raise UsageError("--quantizations: quilting has no weights to quantize; only none")
+    polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
+    if not quilt and not FLAGS.model_dir:
         FLAGS.model_dir = methods.bundled_propo()
     samples = importlib.resources.files("tf_propo") / "samples"
     target_image = image_io.read_image(FLAGS.target or str(samples / "material_metall006.png"))
     sizes = [int(s) for s in FLAGS.sizes]
-    pipeline, config = pipelines.load_pipeline(FLAGS.model_dir)
-    progress = Progress(len(sizes) * (1 + len(FLAGS.quantizations)), "export latency")
+    if not quilt:
+        pipeline, config = pipelines.load_pipeline(FLAGS.model_dir)
+    progress = Progress(len(sizes) * (1 + len(quantizations)), "export latency")
     rows = []
     for size in sizes:
+        if quilt:  # its blocks follow the target's size
+            pipeline, config = pipelines.load_pipeline(None, size, polish_steps)
         target = runner.square_target(target_image, size)[None].astype(np.float32)
         noise = runner.noise(0, size)
         keras_fn = litert.keras_synthesis(pipeline)
@@ -76,7 +91,7 @@ def main(argv):
                      "seconds": keras_seconds, "ratio_to_keras": 1.0, "bytes": None,
                      "loss_ratio_to_keras": 1.0})
         progress.update()
-        for quantize, interp, file_bytes in litert.variants(pipeline, size, FLAGS.quantizations,
+        for quantize, interp, file_bytes in litert.variants(pipeline, size, quantizations,
                                                             FLAGS.threads):
             out = runner.run(interp, target, noise)
             seconds = _median_seconds(lambda: runner.run(interp, target, noise), FLAGS.repeats)
@@ -86,8 +101,10 @@ def main(argv):
                          "loss_ratio_to_keras": float(evaluation.texture_loss(out)[0])
                          / reference_loss})
             progress.update()
-    print(f"\nmodel: {FLAGS.model_dir} ({config['mode']}, {config['stages']} stages, width "
-          f"{config['width']}); LiteRT threads: {FLAGS.threads}\n")
+    model = (f"quilting, {polish_steps} polish steps" if quilt else
+             f"{FLAGS.model_dir} ({config['mode']}, {config['stages']} stages, width "
+             f"{config['width']})")
+    print(f"\nmodel: {model}; LiteRT threads: {FLAGS.threads}\n")
     benchmarks.print_report(
         ["size", "runtime", "quantize", "ms", "× Keras", "MB", "loss / Keras'"],
         [[r["size"], r["runtime"], r["quantize"], f"{r['seconds'] * 1e3:.0f}",
