@@ -3,7 +3,7 @@
 
   --method=quilt        (the default) synthesize's quilt as one graph: the quilt, its colour
                         match and --polish_steps L-BFGS steps on VGG19's shallow layers
-                        (tf_propo/export/quilting.py, polish.py)
+                        (tf_propo/graph_quilting.py, export/polish.py)
   --method=propo        the bundled pretrained ProPO; --model_dir=DIR: a trained
                         po/adapo/propo model
 

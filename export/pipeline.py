@@ -4,7 +4,7 @@
     synthesize(stats, noise)   noise [B, S, S, 3] in [−1, 1] -> texture [B, S, S, 3] in [0, 1]
     call({"target", "noise"})  both, in one graph
 
-QuiltPipeline (the default export) quilts from the target itself (tf_propo.export.quilting):
+QuiltPipeline (the default export) quilts from the target itself (tf_propo.graph_quilting):
 its statistic is the exemplar, the noise its randomness. TexturePipeline holds a trained
 pseudo optimizer: the VGG encoder, the Gram statistics, the closed-form feature gradients and
 every stage network, no gradient ops (only grad_mode="local" models export), the noise its
@@ -16,12 +16,12 @@ command's texture.
 import keras
 import tensorflow as tf
 
+from tf_propo import graph_quilting as quilting
 from tf_propo import model_dir as model_dirs
 from tf_propo import po
 from tf_propo import texture
 from tf_propo.errors import UsageError
 from tf_propo.export import polish
-from tf_propo.export import quilting
 from tf_propo.methods import POLISH_LAYERS
 
 # The largest target side and output size the serving signature accepts (memory bound: a
@@ -85,7 +85,7 @@ class TexturePipeline(keras.Model):
 
 
 class QuiltPipeline(keras.Model):
-    """Image quilting from the target (export.quilting), then `polish_steps` projected
+    """Image quilting from the target (graph_quilting), then `polish_steps` projected
     L-BFGS steps on VGG19's shallow layers (export.polish: what synthesize's quilt does),
     as a Keras model whose only weights are those layers'.
 

@@ -70,7 +70,7 @@ def export_model(model_dir, out, format="saved_model", size=256, target_size=256
     `target_size`² target, a model directory's `quantize`d), or a model directory as a
     compact one (config + float16 weights; any model, the OT decoders too).
 
-    The exported quilting is synthesize's quilt in one graph: export.quilting's quilt and
+    The exported quilting is synthesize's quilt in one graph: graph_quilting's quilt and
     colour match, then export.polish's `polish_steps` L-BFGS steps on VGG19's shallow layers
     (None: synthesize's default, methods.POLISH_STEPS; 0: none, no VGG weights).
 

@@ -222,6 +222,7 @@ def test_bad_evaluation_input(tmp_path):
         (["--targets=/nonexistent.png"], "no such file"),
         ([f"--targets={SAMPLES}", "--methods=magic"], "unknown method"),
         ([f"--targets={SAMPLES}", "--methods=ot:fast"], "strategy"),
+        ([f"--targets={SAMPLES}", "--methods=quilt:eigh"], "quilt :graph"),
         ([f"--targets={SAMPLES}", "--methods=propo+x"], "positive number"),
         ([f"--targets={SAMPLES}", "--methods=gatys+5"], "--gatys_steps"),
         ([f"--targets={SAMPLES}", "--model_dirs=propo"], "propo=DIR"),

@@ -1,4 +1,4 @@
-"""Image quilting and its polish as a graph (tf_propo.export.quilting, polish): their pieces
+"""Image quilting and its polish as a graph (tf_propo.graph_quilting, export.polish): their pieces
 against float64 NumPy, the NumPy quilting, TensorFlow's autodiff and methods.refine, the
 texture's properties, and the export as SavedModel and LiteRT."""
 
@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from tests.conftest import SAMPLES
 from tests.test_export import command, last_json
+from tf_propo import graph_quilting as quilting
 from tf_propo import image_io
 from tf_propo import quilting as numpy_quilting
 from tf_propo.export import polish
-from tf_propo.export import quilting
 
 TARGET = os.path.join(SAMPLES, "material_metall006.png")
 
@@ -162,6 +162,24 @@ def test_graph_polish_is_the_refinement(normalized_weights):
     got = polish.polish(quilt, encoder, grams, 4).numpy()
     assert np.abs(got - quilt).mean() > 100 * np.abs(got - expected).mean()
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_graph_quilt_method_computes_the_exported_pipeline(normalized_weights):
+    """methods.quilt(graph=True) in float32 (evaluate's quilt:graph) gives the exported
+    pipeline's texture for the same seed: what the benchmark measures is what exports."""
+    from tf_propo import methods, po
+    from tf_propo.export import pipeline as pipelines
+
+    exemplar = image_io.resize_short_edge(image_io.read_image(TARGET), 96)
+    images, _, extra = methods.quilt(exemplar, (64, 80), 2, 5, polish_steps=2, graph=True)
+    assert images.shape == (2, 64, 80, 3) and extra["graph"]
+    pipeline = pipelines.QuiltPipeline(96, polish_steps=2)
+    noise = po.start_noise(5, (64, 80), 2)
+    for image, start in zip(images, noise):
+        exported = pipeline({"target": exemplar[None], "noise": start[None]}, resize=False)
+        np.testing.assert_allclose(exported[0], image, atol=1e-5)
+    with pytest.raises(Exception, match="no tileable mode"):
+        methods.quilt(exemplar, 64, 1, 5, tileable=True, graph=True)
 
 
 def test_quilting_exports_by_default(tmp_path, normalized_weights):

@@ -126,7 +126,9 @@ class TextureSynthesizer:
             policy: the Keras dtype policy the model was built under, and of the VGG passes.
             model_dir: the directory the model was loaded from (what export writes).
             options: strategy (ot), steps, optimizer and learning_rate (gatys), polish_steps
-                (quilt, ot), refine_steps (L-BFGS steps after the method), vgg_weights.
+                (quilt, ot), graph (quilt: the exported model's quilting,
+                tf_propo.graph_quilting), refine_steps (L-BFGS steps after the method),
+                vgg_weights.
         """
         self.method = method
         self.model = model
@@ -342,7 +344,7 @@ class TextureSynthesizer:
         if self.method == "quilt":
             return methods.quilt(target, (height, width), samples, seed, tileable=tileable,
                                  polish_steps=polish_steps, policy=policy,
-                                 vgg_weights=vgg_weights)
+                                 vgg_weights=vgg_weights, graph=options.get("graph", False))
         noise = metrics.reference_noise(seed, (height, width), samples)
         if self.method == "ot":
             return methods.optimal_transport(self.model, target, noise, seed,

@@ -14,7 +14,8 @@ see the first only, and quality is also measured against the second, a real samp
 texture no method saw (`unseen_*` columns), beside the first half's own loss against it (`real`:
 what a photograph of the texture scores).
 Methods: gatys, po, adapo, propo (each needs its --model_dirs entry; propo defaults to the
-bundled model), quilt (image quilting), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after
+bundled model), quilt (image quilting; quilt:graph as the exported model quilts,
+tf_propo.graph_quilting), ot or ot:STRATEGY; METHOD+N adds N Gatys steps after
 a fast method (its result as an initialisation), timed with it.
 A method whose model is missing is reported as missing, not skipped. Progress on stderr; the
 last stdout line is one JSON object (out, rows).
@@ -37,7 +38,8 @@ PROTOCOLS = ("exemplar", "held_out_half")
 FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
 flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, "
-                  "quilt, ot, ot:STRATEGY (cholesky, eigh, pca, cdf, sliced); a fast method "
+                  "quilt, quilt:graph (as the exported model quilts), ot, ot:STRATEGY "
+                  "(cholesky, eigh, pca, cdf, sliced); a fast method "
                   "followed by +N (e.g. quilt+48) refines its result with N L-BFGS steps of "
                   "Gatys' loss, as synthesize --refine_steps, and counts their time.")
 flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
@@ -96,13 +98,15 @@ def _parse_methods():
         if name not in methods.METHODS:
             raise UsageError(f"--methods: unknown method {spec!r}; known: "
                              f"{', '.join(methods.METHODS)}, ot:STRATEGY")
-        if strategy and (name != "ot" or strategy not in synthesis.STRATEGIES):
+        if strategy and not (name == "ot" and strategy in synthesis.STRATEGIES
+                             or name == "quilt" and strategy == "graph"):
             raise UsageError(f"--methods: {spec!r}: only ot takes a strategy, one of "
-                             f"{', '.join(synthesis.STRATEGIES)}")
+                             f"{', '.join(synthesis.STRATEGIES)}, and quilt :graph")
         if plus and name == "gatys":
             raise UsageError(f"--methods: {spec!r}: +N refines a fast method's result; for "
                              "gatys use --gatys_steps")
-        parsed.append((spec, name, strategy or "sliced", int(refine or 0)))
+        parsed.append((spec, name, strategy or ("sliced" if name == "ot" else None),
+                       int(refine or 0)))
     model_dirs = {}
     for pair in FLAGS.model_dirs:
         method, sep, path = pair.partition("=")
@@ -175,7 +179,7 @@ class Runner:
         polish = {} if FLAGS.polish_steps is None else {"polish_steps": FLAGS.polish_steps}
         synthesizer = api.TextureSynthesizer(
             name, model, 0, self.policy, strategy=strategy, steps=FLAGS.gatys_steps,
-            refine_steps=refine, **polish)
+            refine_steps=refine, graph=strategy == "graph", **polish)
         result = synthesizer.synthesize(target, FLAGS.size, FLAGS.samples, FLAGS.seed,
                                         FLAGS.tileable)
         return result.images, result.seconds

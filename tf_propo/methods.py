@@ -296,7 +296,7 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
 
 
 def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=POLISH_STEPS,
-          policy="float32", vgg_weights="normalized"):
+          policy="float32", vgg_weights="normalized", graph=False):
     """Image quilting from `target` [H, W, 3] (tf_propo.quilting), then the pixels' colour
     mean and covariance matched to the target's (overlap matching favours the exemplar's
     smoother blocks, which shifts the colours), then `polish_steps` steps of `refine` on
@@ -305,16 +305,40 @@ def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=
     The colour match is one linear map (a Cholesky whitening and colouring): sliced
     matching moves each pixel on its own and sprinkled colour specks no target has (seen
     on tile_teracota); on the held-out benchmark the linear map scored as well or better.
+
+    graph: the quilt and its colour match by tf_propo.graph_quilting, from the noise of
+    po.start_noise(seed), as the exported model computes them (no tileable mode).
     """
     from tf_propo import quilting
-    from tf_propo.ot import synthesis
 
     height, width = shapes.sides(size)
     statistics = target_statistics(target)
     target = statistics.image
+    if graph and tileable:
+        raise UsageError("the graph quilting has no tileable mode; quilt without graph")
+    if graph:
+        run = _graph_quilting(statistics, (height, width), block)  # traced and warmed up
+        noise = po.start_noise(seed, (height, width), samples)
+        start = time.perf_counter()
+        images = np.stack([run(n).numpy() for n in noise])
+    else:
+        start = time.perf_counter()
+        images = _quilts(statistics, height, width, samples, seed, block, tileable)
+    seconds = time.perf_counter() - start
+    images, polish_seconds, _ = refine(statistics, images, polish_steps,
+                                       POLISH_LAYERS, policy, tileable, vgg_weights)
+    return images, seconds + polish_seconds, {
+        "block": block or quilting.default_block_size(target.shape), "tileable": tileable,
+        "polish_steps": polish_steps, "graph": graph}
+
+
+def _quilts(statistics, height, width, samples, seed, block, tileable):
+    from tf_propo import quilting
+    from tf_propo.ot import synthesis
+
+    target = statistics.image
     colours = statistics.get(("colours",), lambda: synthesis.subsample(
         synthesis.flatten(target[None])))
-    start = time.perf_counter()
     images = []
     for i in range(samples):
         rng = np.random.default_rng([seed, i])
@@ -322,9 +346,27 @@ def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=
         matched = synthesis.match_features(synthesis.flatten(image[None]), colours,
                                            "cholesky", tf.constant(seed * 1000 + i, tf.int64))
         images.append(np.clip(tf.reshape(matched, image.shape).numpy(), 0.0, 1.0))
-    seconds = time.perf_counter() - start
-    images, polish_seconds, _ = refine(statistics, np.stack(images), polish_steps,
-                                       POLISH_LAYERS, policy, tileable, vgg_weights)
-    return images, seconds + polish_seconds, {
-        "block": block or quilting.default_block_size(target.shape), "tileable": tileable,
-        "polish_steps": polish_steps}
+    return np.stack(images)
+
+
+_GRAPH_QUILTS = {}
+
+
+def _graph_quilting(statistics, size, block):
+    """noise [H, W, 3] -> tf_propo.graph_quilting's quilt of the target, the graph traced
+    once per block and run once per shape before it is timed."""
+    from tf_propo import graph_quilting, quilting
+
+    target = statistics.image
+    block = min(block or quilting.default_block_size(target.shape), *target.shape[:2])
+    overlap = max(2, block // 4)
+    if (block, overlap) not in _GRAPH_QUILTS:
+        _GRAPH_QUILTS[block, overlap] = tf.function(
+            functools.partial(graph_quilting.quilt, block=block, overlap=overlap),
+            reduce_retracing=True)
+    traced = _GRAPH_QUILTS[block, overlap]
+    exemplar = tf.constant(target)
+    run = lambda noise: traced(exemplar, noise)  # noqa: E731
+    _warm_up(traced, (target.shape, tuple(size)),
+             lambda: run(tf.zeros(list(size) + [3])))
+    return run

@@ -1,14 +1,16 @@
-"""Image quilting as one TensorFlow graph: the fast tier, exportable to SavedModel and LiteRT.
+"""Image quilting as one TensorFlow graph: what the export runs (SavedModel, LiteRT), and
+evaluate's `quilt:graph`.
 
 The same algorithm as tf_propo.quilting (Efros & Freeman 2001: blocks laid in raster order,
 each drawn among those whose overlap agrees best with what is placed, joined along the
 minimum-error seam, the seam feathered, recently used source blocks skipped, then the
 colours' mean and covariance matched to the exemplar's), written in graph ops only so that
-an app runs it without Python: the overlap errors are two correlations per region (three
-small convolutions), the seam a dynamic programme unrolled over the block's rows, the
+an app runs it without Python: the overlap errors are one correlation by products of DFT
+matrices and box sums, the seams a dynamic programme unrolled over the block's rows, the
 choice among the candidates read from the caller's noise. Its differences from the NumPy
 version: the randomness comes from the noise image (a new noise, a new texture), the
-colours are matched to all of the exemplar's pixels, and there is no tileable mode.
+colours are matched to all of the exemplar's pixels, and there is no tileable mode. Its
+DFT matrices grow with the exemplar's sides (the NumPy version suits large exemplars).
 
 Every op has a LiteRT builtin (no Flex ops); the loop over blocks is a while loop, so the
 output size may vary in a SavedModel.
