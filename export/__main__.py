@@ -37,9 +37,9 @@ from tf_propo.errors import UsageError
 from tf_propo.export.write import FORMATS, QUANTIZATIONS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("method", "quilt", ["quilt", "propo"], "quilt: image quilting (no "
-                  "weights; the default); propo: the bundled pretrained ProPO, or with "
-                  "--model_dir the model there.")
+flags.DEFINE_enum("method", "quilt", ["quilt", "propo"], "quilt (the default): "
+                  "synthesize's quilt, polish included; propo: the bundled pretrained ProPO, "
+                  "or with --model_dir the model there.")
 flags.DEFINE_integer("polish_steps", None, "quilt: L-BFGS steps on VGG19's shallow layers "
                      "inside the exported graph (0: none, no VGG weights in it). Default: "
                      "synthesize's, 6.", lower_bound=0)

@@ -91,7 +91,9 @@ def export_model(model_dir, out, format="saved_model", size=256, target_size=256
         from tf_propo.export import pipeline as pipelines
 
         if model_dir is None and polish_steps is None:
-            from tf_propo.methods import POLISH_STEPS as polish_steps
+            from tf_propo import methods
+
+            polish_steps = methods.POLISH_STEPS
         pipeline, config = pipelines.load_pipeline(model_dir, target_size, polish_steps or 0)
         result = {"format": format, "mode": config["mode"], "target_size": target_size,
                   "model_dir": model_dir and os.path.abspath(model_dir)}

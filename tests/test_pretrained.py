@@ -58,15 +58,17 @@ def test_modified_or_missing_bundle_is_refused(tmp_path, monkeypatch):
         methods.load_pseudo_optimizer(None, "propo")
 
 
-def test_export_defaults_to_the_bundled_model_and_reproduces_it(tmp_path):
-    """No --model_dir: the bundled ProPO. Its compact re-export is bit-identical (float16
-    weights survive the float32 round trip), so the pinned hash names it."""
+def test_export_of_propo_is_the_bundled_model_and_reproduces_it(tmp_path):
+    """--method=propo without --model_dir: the bundled ProPO. Its compact re-export is
+    bit-identical (float16 weights survive the float32 round trip), so the pinned hash names
+    it."""
     import subprocess
     import sys
 
     out = tmp_path / "again"
-    result = subprocess.run([sys.executable, "-m", "tf_propo.export", "--format=compact",
-                             f"--out={out}"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "tf_propo.export", "--method=propo",
+                             "--format=compact", f"--out={out}"], capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["model_dir"] == os.path.abspath(methods.bundled_propo())
