@@ -333,6 +333,7 @@ def quilt(target, size, samples, seed, block=None, tileable=False, polish_steps=
 
 
 def _quilts(statistics, height, width, samples, seed, block, tileable):
+    """[samples, height, width, 3]: tf_propo.quilting's quilts, colour-matched."""
     from tf_propo import quilting
     from tf_propo.ot import synthesis
 
