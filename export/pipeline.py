@@ -72,16 +72,29 @@ class TexturePipeline(keras.Model):
 
     def statistics_specs(self):
         """{name: unbatched TensorSpec} of the statistics a SavedModel takes and returns."""
-        return {f"gram_{layer}": tf.TensorSpec([None, None], tf.float32, name=f"gram_{layer}")
-                for layer in self.layers_used}
+        return _gram_specs(self.layers_used)
 
     def named_statistics(self, grams):
         """statistics() output -> {name: unbatched tensor} (statistics_specs' names)."""
-        return {f"gram_{layer}": grams[layer][0] for layer in self.layers_used}
+        return _named_grams(grams, self.layers_used)
 
     def from_named_statistics(self, named):
         """named_statistics' form -> what synthesize takes."""
-        return {layer: named[f"gram_{layer}"][None] for layer in self.layers_used}
+        return _grams_from_named(named, self.layers_used)
+
+
+# A SavedModel's signatures name each Gram "gram_<layer>" and take it unbatched.
+def _gram_specs(layers):
+    return {f"gram_{layer}": tf.TensorSpec([None, None], tf.float32, name=f"gram_{layer}")
+            for layer in layers}
+
+
+def _named_grams(grams, layers):
+    return {f"gram_{layer}": grams[layer][0] for layer in layers}
+
+
+def _grams_from_named(named, layers):
+    return {layer: named[f"gram_{layer}"][None] for layer in layers}
 
 
 class QuiltPipeline(keras.Model):
@@ -146,18 +159,16 @@ class QuiltPipeline(keras.Model):
         return self.synthesize(self.statistics(inputs["target"], resize), inputs["noise"])
 
     def statistics_specs(self):
-        grams = {f"gram_{layer}": tf.TensorSpec([None, None], tf.float32, name=f"gram_{layer}")
-                 for layer in self.layers_used}
         return {"exemplar": tf.TensorSpec([None, None, 3], tf.float32, name="exemplar"),
-                **grams}
+                **_gram_specs(self.layers_used)}
 
     def named_statistics(self, statistics):
         return {"exemplar": statistics["exemplar"][0],
-                **{f"gram_{layer}": statistics[layer][0] for layer in self.layers_used}}
+                **_named_grams(statistics, self.layers_used)}
 
     def from_named_statistics(self, named):
         return {"exemplar": named["exemplar"][None],
-                **{layer: named[f"gram_{layer}"][None] for layer in self.layers_used}}
+                **_grams_from_named(named, self.layers_used)}
 
 
 def load_pipeline(model_dir, target_size=256, polish_steps=0):

@@ -222,13 +222,12 @@ class TextureSynthesizer:
                              f"{self.method}")
         if format not in ("saved_model", "tflite"):
             raise ValueError(f"format must be 'saved_model' or 'tflite', got {format!r}")
+        quilt = self.method == "quilt"  # exported from no model directory
         with precisions.building_under("float32"):
-            if self.method == "quilt":
-                return write.export_model(
-                    None, out, format, size, self.target_size or 256, quantize,
-                    verify=verify, polish_steps=self.options.get("polish_steps"))
-            return write.export_model(self.model_dir, out, format, size,
-                                      self.target_size or 256, quantize, verify=verify)
+            return write.export_model(
+                None if quilt else self.model_dir, out, format, size, self.target_size or 256,
+                quantize, verify=verify,
+                polish_steps=self.options.get("polish_steps") if quilt else None)
 
     def statistics(self, target):
         """`target` prepared for generate: its pixels at this synthesizer's target_size, and

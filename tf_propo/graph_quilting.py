@@ -32,7 +32,7 @@ def block_and_overlap(exemplar_side):
     """(block, overlap) in px for an exemplar whose short side is `exemplar_side`, as
     tf_propo.quilting chooses them; static, so the graph's regions have static shapes."""
     block = quilting.default_block_size((exemplar_side, exemplar_side))
-    return block, max(2, block // 4)
+    return block, quilting.default_overlap(block)
 
 
 def _gaussian_kernel(sigma):

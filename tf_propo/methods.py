@@ -360,7 +360,7 @@ def _graph_quilting(statistics, size, block):
 
     target = statistics.image
     block = min(block or quilting.default_block_size(target.shape), *target.shape[:2])
-    overlap = max(2, block // 4)
+    overlap = quilting.default_overlap(block)
     if (block, overlap) not in _GRAPH_QUILTS:
         _GRAPH_QUILTS[block, overlap] = tf.function(
             functools.partial(graph_quilting.quilt, block=block, overlap=overlap),

@@ -27,6 +27,11 @@ def default_block_size(exemplar_shape):
     return int(np.clip(round(short / 3), 16, 96)) // 2 * 2
 
 
+def default_overlap(block):
+    """Px shared by neighbouring blocks: a quarter of the block, at least 2."""
+    return max(2, block // 4)
+
+
 def _min_cut(errors):
     """Column index per row of the minimum-error vertical path through errors [H, W]
     (dynamic programming; a path moves at most one column per row)."""
@@ -92,7 +97,7 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
     block = min(block or default_block_size(exemplar.shape), *exemplar.shape[:2])
     if tileable:  # room for two blocks per side, so the wrap has a block to meet
         block = max(4, min(block, height // 2 + 1, width // 2 + 1))
-    overlap = overlap or max(2, block // 4)
+    overlap = overlap or default_overlap(block)
     if not 0 < overlap < block:
         raise ValueError(f"overlap must be between 0 and block ({block}), got {overlap}")
     rows, canvas_height = _starts(height, block, overlap, tileable)
