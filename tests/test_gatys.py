@@ -1,6 +1,7 @@
 """Gatys' synthesis on the real normalised VGG19: it reaches real quality and is reproducible."""
 
 import numpy as np
+import pytest
 
 from tf_propo import gatys
 from tf_propo import image_io
@@ -64,6 +65,24 @@ def test_projected_lbfgs_reaches_the_bounded_minimum_of_a_quadratic():
     np.testing.assert_allclose(result, np.clip(centre, 0.0, 1.0), atol=1e-3)
     assert result.dtype == np.float32 and result.shape == shape
     assert all(b < a for a, b in zip(losses, losses[1:]))  # every accepted step descends
+
+
+def test_projected_lbfgs_keeps_every_pixel_within_trust_of_its_start():
+    # A separable quadratic's minimum in a box is the centre clipped to it: with trust the box
+    # is [start − trust, start + trust] within [0, 1].
+    rng = np.random.default_rng(1)
+    shape = (1, 6, 5, 3)
+    scale = rng.uniform(0.5, 20.0, shape)
+    centre = rng.uniform(-0.5, 1.5, shape)
+    start = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+    start64 = start.astype(np.float64)
+    expected = np.clip(centre, np.maximum(start64 - 0.1, 0.0), np.minimum(start64 + 0.1, 1.0))
+    result = gatys.projected_lbfgs(_quadratic(scale, centre), start, steps=60, trust=0.1)
+    np.testing.assert_allclose(result, expected, atol=1e-3)
+    assert np.abs(result - start).max() <= 0.1 + 1e-6
+    assert np.abs(expected - np.clip(centre, 0.0, 1.0)).max() > 0.3  # the box did bind
+    with pytest.raises(ValueError, match="trust"):
+        gatys.synthesize(None, {}, start, 1, optimizer="lbfgs", trust=0.1)
 
 
 def test_projected_lbfgs_stops_where_no_step_descends():

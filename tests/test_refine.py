@@ -28,6 +28,21 @@ def test_polish_lowers_the_shallow_loss_and_keeps_the_quilt(normalized_weights, 
     assert seconds == 0.0
 
 
+def test_refinement_after_quilting_stays_within_trust(normalized_weights, sample_paths):
+    # The API bounds the refinement after quilting (methods.QUILT_TRUST): the full loss may
+    # retune the quilt's grain but not repaint its blocks.
+    from tf_propo import api
+
+    target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 96)
+    result = api.TextureSynthesizer("quilt", None, 0, "float32", refine_steps=12,
+                                    polish_steps=0).synthesize(target, 48, 1, 1)
+    change = np.abs(result.images - result.extra["refine"]["images_before"])
+    assert 0.5 * methods.QUILT_TRUST < change.max() <= methods.QUILT_TRUST + 1e-6
+    unbounded = methods.refine(target, result.extra["refine"]["images_before"], 12)[0]
+    assert np.abs(unbounded - result.extra["refine"]["images_before"]).max() > \
+        1.2 * methods.QUILT_TRUST  # the bound binds
+
+
 def _border_contrast(images, width=2):
     """Mean |colour of the outer `width`-pixel ring - colour of the interior| of a batch."""
     x = np.asarray(images, np.float64)

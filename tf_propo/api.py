@@ -327,7 +327,8 @@ class TextureSynthesizer:
             before = images
             images, refine_seconds, _ = methods.refine(
                 target, images, refine, policy=self.policy, tileable=tileable,
-                vgg_weights=self.options.get("vgg_weights", "normalized"))
+                vgg_weights=self.options.get("vgg_weights", "normalized"),
+                trust=methods.QUILT_TRUST if self.method == "quilt" else None)
             seconds += refine_seconds
             extra["refine"] = {"steps": refine, "seconds": round(refine_seconds, 3),
                                "images_before": before}

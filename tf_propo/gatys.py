@@ -80,8 +80,9 @@ def _dot(a, b):
 
 
 def projected_lbfgs(loss_and_gradient, start, steps, memory=MEMORY, first_step=FIRST_STEP,
-                    on_step=None):
-    """`steps` L-BFGS iterations on the pixels of `start`, kept in [0, 1] by projection.
+                    on_step=None, trust=None):
+    """`steps` L-BFGS iterations on the pixels of `start`, kept in [0, 1] by projection, and
+    within `trust` of their start where it is given (a box around `start`).
 
     One gradient per iteration where scipy's L-BFGS-B spends two to six on its line search
     (and ~50 ms of its own per call at 256²): unit quasi-Newton steps, a step shortened
@@ -96,13 +97,15 @@ def projected_lbfgs(loss_and_gradient, start, steps, memory=MEMORY, first_step=F
         return float(loss), gradient.numpy().astype(np.float64).ravel()
 
     x = np.asarray(start, np.float64).ravel()
+    lower, upper = (0.0, 1.0) if trust is None else (np.clip(x - trust, 0.0, 1.0),
+                                                      np.clip(x + trust, 0.0, 1.0))
     loss, gradient = evaluate(x)
     pairs = []  # (s, y, 1 / yᵀs), newest last
     for _ in range(steps):
         # Pixels held at a bound by their gradient stay out of the step (an active set, as
         # in projected Newton methods): projecting a quasi-Newton step that mixes them in
         # stalls wherever many pixels sit at 0 or 1.
-        free = ~(((x <= 0.0) & (gradient > 0)) | ((x >= 1.0) & (gradient < 0)))
+        free = ~(((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0)))
         direction = np.where(free, gradient, 0.0)  # two-loop recursion: H · gradient
         alphas = []
         for s, y, rho in reversed(pairs):
@@ -118,7 +121,7 @@ def projected_lbfgs(loss_and_gradient, start, steps, memory=MEMORY, first_step=F
         direction = np.where(free, direction, 0.0)
         step = 1.0
         for _ in range(6):
-            candidate = np.clip(x - step * direction, 0.0, 1.0)
+            candidate = np.clip(x - step * direction, lower, upper)
             candidate_loss, candidate_gradient = evaluate(candidate)
             if candidate_loss < loss:
                 break
@@ -152,17 +155,23 @@ def _adam(loss_and_gradient, start, steps, on_step, learning_rate):
 
 
 def synthesize(encoder, target_grams, start, steps, layers=texture.TEXTURE_LAYERS,
-               optimizer="lbfgs", learning_rate=0.02, on_step=None, circular=False):
+               optimizer="lbfgs", learning_rate=0.02, on_step=None, circular=False,
+               trust=None):
     """Optimise each image of `start` [K, H, W, 3] (values in [0, 1]) for `steps` iterations.
 
     encoder: a VGG encoder with (at least) `layers` as taps; target_grams: {layer: [1, C, C]}.
     on_step(loss, current) is called after every iteration; current() returns the image being
     optimised [1, H, W, 3] (a call, so nobody pays for a copy they do not want).
     circular: the images wrap around (the encoder pads circularly; tiles wrap too).
+    trust: lbfgs_projected only: every pixel stays within this of its start (None: anywhere
+    in [0, 1]).
     Returns the images, float32 [K, H, W, 3].
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if trust is not None and (optimizer != "lbfgs_projected" or not trust > 0):
+        raise ValueError(f"trust must be None or > 0 with optimizer='lbfgs_projected', got "
+                         f"{trust!r} with {optimizer!r}")
     loss_and_gradient = loss_and_gradient_fn(encoder, target_grams, tuple(layers), circular)
     on_step = on_step or (lambda loss, current: None)
     results = []
@@ -171,7 +180,8 @@ def synthesize(encoder, target_grams, start, steps, layers=texture.TEXTURE_LAYER
         if optimizer == "lbfgs":
             results.append(_lbfgs(loss_and_gradient, sample, steps, on_step))
         elif optimizer == "lbfgs_projected":
-            results.append(projected_lbfgs(loss_and_gradient, sample, steps, on_step=on_step))
+            results.append(projected_lbfgs(loss_and_gradient, sample, steps, on_step=on_step,
+                                           trust=trust))
         else:
             results.append(_adam(loss_and_gradient, sample, steps, on_step, learning_rate))
     return np.concatenate(results, axis=0)

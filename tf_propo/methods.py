@@ -186,6 +186,12 @@ def load_optimal_transport(decoders=None, passes=3):
 # 256² on a 2-core CPU).
 POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
 POLISH_STEPS = 6
+# How far (per channel, in [0, 1]) refinement steps after quilting may move a pixel. A quilt is
+# made of the target's own blocks; unbounded, the full loss's deep layers repaint whole
+# blocks in colours the target has nowhere (pale grey ones on nature_tile_teracota, whose
+# exemplar holds a tile's grout edge). Within this, a 16×16 patch's mean colour moves less
+# than metrics.NOVEL_DISTANCE: the steps retune the grain and cannot paint a blob.
+QUILT_TRUST = 0.05
 
 
 def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STEPS,
@@ -250,7 +256,7 @@ def _target_grams(target, layers, policy, vgg_weights):
 
 
 def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32",
-           tileable=False, vgg_weights="normalized"):
+           tileable=False, vgg_weights="normalized", trust=None):
     """`images` [K, H, W, 3] after `steps` projected L-BFGS steps (gatys.projected_lbfgs:
     one gradient per step) on the texture loss of `layers` against `target` [h, w, 3]
     through a reflection-padded VGG19, from a fast method's result; (images, seconds,
@@ -261,6 +267,8 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     tileable: the images wrap around; the encoder then pads circularly, so the refinement
     keeps the wrap seamless. The steps' change loses its 16-periodic part (VGG's pooling
     grid, tf_propo.grid).
+    trust: every pixel stays within this of its value in `images` (None: anywhere in
+    [0, 1]); QUILT_TRUST is the refinement's after quilting.
     """
     from tf_propo import gatys as gatys_lib
 
@@ -284,14 +292,16 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
         encoder, (layers, images.shape[1:]), lambda: loss_and_gradient(tf.constant(images[:1])))
     start = time.perf_counter()
     refined = gatys_lib.synthesize(encoder, target_grams, images, steps, layers=layers,
-                                   optimizer="lbfgs_projected", circular=tileable)
+                                   optimizer="lbfgs_projected", circular=tileable,
+                                   trust=trust)
     # VGG's gradient carries its pooling grid: on near-flat targets the steps draw a faint
     # 16-periodic checkerboard. The change keeps everything but that (tf_propo.grid); on a
     # torus only where whole cells wrap, else the pattern would break at the seam.
     if not tileable or not (images.shape[1] % grid.GRID_PERIOD or
                             images.shape[2] % grid.GRID_PERIOD):
         change = grid.remove_periodic(np.asarray(refined, np.float32) - images).numpy()
-        refined = np.clip(images + change, 0.0, 1.0)
+        bound = 1.0 if trust is None else trust
+        refined = np.clip(images + np.clip(change, -bound, bound), 0.0, 1.0)
     return refined, time.perf_counter() - start, {"warmup_seconds": round(warmup, 3)}
 
 
