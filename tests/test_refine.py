@@ -36,6 +36,8 @@ def test_refinement_after_quilting_stays_within_trust(normalized_weights, sample
     target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 96)
     result = api.TextureSynthesizer("quilt", None, 0, "float32", refine_steps=12,
                                     polish_steps=0).synthesize(target, 48, 1, 1)
+    # Within the box a 16×16 patch's mean colour moves less than the blob measure's threshold.
+    assert methods.QUILT_TRUST * np.sqrt(3) < metrics.NOVEL_DISTANCE
     change = np.abs(result.images - result.extra["refine"]["images_before"])
     assert 0.5 * methods.QUILT_TRUST < change.max() <= methods.QUILT_TRUST + 1e-6
     unbounded = methods.refine(target, result.extra["refine"]["images_before"], 12)[0]

@@ -58,14 +58,25 @@ def _cut_mask(errors):
     return (np.arange(errors.shape[1])[None, :] >= path[:, None]).astype(np.float32)
 
 
-def _masked_errors(exemplar, squared, template, known, positions):
+def _weights(known):
+    return np.repeat(known[..., None], 3, axis=-1).astype(np.float32)
+
+
+def _window_energy(squared, known):
+    """Σ m·E² over every b × b exemplar window for the mask `known` [b, b] (`squared`: E²);
+    it depends on the mask alone, and a quilt's blocks share a few masks (the first row's,
+    the first column's, the interior's)."""
+    return cv2.matchTemplate(squared, _weights(known), cv2.TM_CCORR)
+
+
+def _masked_errors(exemplar, energy, template, known, positions):
     """Sum of squared differences between `template` [b, b, 3] and every b × b exemplar
     window, over the template's `known` [b, b] pixels only, at the `positions` [rows, cols]
-    where a whole block fits: Σ m·T² − 2 Σ (m·T)·E + Σ m·E², two plain correlations."""
-    weights = np.repeat(known[..., None], 3, axis=-1).astype(np.float32)
+    where a whole block fits: Σ m·T² − 2 Σ (m·T)·E + Σ m·E² (`energy`, _window_energy)."""
+    weights = _weights(known)
     errors = (np.sum(weights * template * template)
               - 2 * cv2.matchTemplate(exemplar, weights * template, cv2.TM_CCORR)
-              + cv2.matchTemplate(squared, weights, cv2.TM_CCORR))
+              + energy)
     return np.maximum(errors[:positions[0], :positions[1]], 0.0)  # rounding can go below 0
 
 
@@ -108,6 +119,7 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
     # Blocks taken near an already used source position are skipped (while others remain):
     # otherwise one block that agrees well with its neighbours repeats in a visible lattice.
     used = np.zeros(positions, bool)
+    energies = {}  # _window_energy by mask
     reach = max(1, block // 8)
     offsets = np.arange(block)
     for r, y in enumerate(rows):
@@ -115,7 +127,10 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
             window = np.ix_((y + offsets) % canvas_height, (x + offsets) % canvas_width)
             region, known = canvas[window], filled[window]
             if known.any():
-                errors = _masked_errors(exemplar, squared, region, known, positions)
+                key = known.tobytes()
+                if key not in energies:
+                    energies[key] = _window_energy(squared, known)
+                errors = _masked_errors(exemplar, energies[key], region, known, positions)
             else:
                 errors = np.zeros(positions, np.float32)
             if not used.all():
