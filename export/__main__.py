@@ -42,7 +42,7 @@ flags.DEFINE_enum("method", "quilt", ["quilt", "propo"], "quilt (the default): "
                   "or with --model_dir the model there.")
 flags.DEFINE_integer("polish_steps", None, "quilt: L-BFGS steps on VGG19's shallow layers "
                      "inside the exported graph (0: none, no VGG weights in it). Default: "
-                     "synthesize's, 6.", lower_bound=0)
+                     "synthesize's, 4.", lower_bound=0)
 flags.DEFINE_string("model_dir", None, "Trained po/adapo/propo model directory "
                     "(python -m tf_propo.train) to export instead of quilting.")
 flags.DEFINE_enum("format", "saved_model", FORMATS, "saved_model (TF Serving), tflite "

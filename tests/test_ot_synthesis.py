@@ -183,7 +183,7 @@ def test_bundled_decoders_make_textures(tmp_path, normalized_weights):
             raw, _, extra = methods.optimal_transport(ot, target, noise, 1, strategy,
                                                       polish_steps=0)
             assert extra["polish_steps"] == 0
-            assert record["polish_steps"] == methods.POLISH_STEPS
+            assert record["polish_steps"] == methods.POLISH_STEPS["ot"]
             # The polish is what brings the decoders' soft result close to the target.
             assert evaluation.texture_loss(raw)[0] / noise_loss > 2 * ratio
 

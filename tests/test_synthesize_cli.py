@@ -155,7 +155,7 @@ def test_default_is_quilting_any_size_tileable_and_refinable(tmp_path, normalize
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["method"] == "quilt" and record["tileable"] is True
-    assert record["polish_steps"] == methods.POLISH_STEPS  # polished unless asked not to be
+    assert record["polish_steps"] == methods.POLISH_STEPS["quilt"]  # polished unless asked not to be
     image = image_io.read_image(tmp_path / "texture.png")
     assert image.shape == (100, 2 * 100 + 4, 3)
     # Stitched from the target's own blocks: far below noise, and samples differ.

@@ -18,7 +18,7 @@ from tf_propo import shapes
 
 # name: (method, options, description). Sizes on disk are what the preset loads.
 _PRESETS = {
-    "quilt": ("quilt", {}, "Image quilting from blocks of the target, polished by 6 shallow "
+    "quilt": ("quilt", {}, "Image quilting from blocks of the target, polished by 4 shallow "
               "VGG steps: no training, about a second for 256² on a CPU, the target's "
               "structure, any size, tileable."),
     "quilt_raw": ("quilt", {"polish_steps": 0}, "Image quilting alone: no VGG weights to "
@@ -340,7 +340,7 @@ class TextureSynthesizer:
 
         options, policy = self.options, self.policy
         vgg_weights = options.get("vgg_weights", "normalized")
-        polish_steps = options.get("polish_steps", methods.POLISH_STEPS)
+        polish_steps = options.get("polish_steps", methods.POLISH_STEPS.get(self.method, 0))
         if self.method == "quilt":
             return methods.quilt(target, (height, width), samples, seed, tileable=tileable,
                                  polish_steps=polish_steps, policy=policy,

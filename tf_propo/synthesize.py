@@ -84,7 +84,7 @@ flags.DEFINE_integer("polish_steps", None, "quilt and ot: then this many L-BFGS 
                      "of the texture loss (one gradient each, under --precision): for quilt "
                      "on the shallow VGG layers, which even out the fine grain quilting "
                      "skews; for ot on all of them, which correct what the decoders blur; 0: "
-                     "none. Default: 6.", lower_bound=0)
+                     "none. Default: 4 for quilt, 6 for ot.", lower_bound=0)
 flags.register_multi_flags_validator(
     ["polish_steps", "method"],
     lambda f: f["polish_steps"] is None or f["method"] in ("quilt", "ot"),
@@ -152,8 +152,8 @@ def _synthesizer(policy):
     from tf_propo import api, methods
 
     options = {"vgg_weights": FLAGS.vgg_weights, "refine_steps": FLAGS.refine_steps,
-               "polish_steps": methods.POLISH_STEPS if FLAGS.polish_steps is None
-               else FLAGS.polish_steps}
+               "polish_steps": methods.POLISH_STEPS.get(FLAGS.method, 0)
+               if FLAGS.polish_steps is None else FLAGS.polish_steps}
     model, extra = None, {}
     if FLAGS.method == "ot":
         model = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)

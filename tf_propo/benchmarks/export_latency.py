@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "quilt", ["quilt", "propo"], "What is exported, as the export "
                   "command's --method: quilting (the default) or a pseudo optimizer.")
 flags.DEFINE_integer("polish_steps", None, "quilt: the polish steps in the graph (default: "
-                     "the export's, 6).", lower_bound=0)
+                     "the export's, 4).", lower_bound=0)
 flags.DEFINE_string("model_dir", None, "propo: a trained po/adapo/propo model directory "
                     "(default: the bundled pretrained ProPO).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
@@ -67,7 +67,8 @@ def main(argv):
     tflite.check_quantizations(quantizations, "--quantizations")
     if quilt and quantizations != ["none"]:
         raise UsageError("--quantizations: quilting has no weights to quantize; only none")
-    polish_steps = methods.POLISH_STEPS if FLAGS.polish_steps is None else FLAGS.polish_steps
+    polish_steps = (methods.POLISH_STEPS["quilt"] if FLAGS.polish_steps is None
+                    else FLAGS.polish_steps)
     if not quilt and not FLAGS.model_dir:
         FLAGS.model_dir = methods.bundled_propo()
     samples = importlib.resources.files("tf_propo") / "samples"
