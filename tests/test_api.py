@@ -107,7 +107,7 @@ def test_neural_presets_and_the_texture_loss(normalized_weights):
     loss = tf_propo.texture_loss(refined, target)
     expected = metrics.TextureMetrics(target).texture_loss(refined / 255.0)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
-    # The 48 steps lower the loss they descend: through a reflection-padded VGG19.
+    # The refinement steps lower the loss they descend: through a reflection-padded VGG19.
     reflected = metrics.TextureMetrics(target, padding="reflect")
     assert reflected.texture_loss(refined / 255.0)[0] < reflected.texture_loss(quilt / 255.0)[0]
 

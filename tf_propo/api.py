@@ -24,7 +24,7 @@ _PRESETS = {
     "quilt_raw": ("quilt", {"polish_steps": 0}, "Image quilting alone: no VGG weights to "
                   "fetch, a quarter of a second for 256²; its fine grain less like the "
                   "target's."),
-    "quilt_refined": ("quilt", {"refine_steps": 48}, "Quilting, then 48 L-BFGS steps of "
+    "quilt_refined": ("quilt", {"refine_steps": 24}, "Quilting, then 24 L-BFGS steps of "
                       "Gatys' loss: the target's statistics matched closely in a few "
                       "seconds."),
     "propo": ("propo", {}, "The bundled pretrained progressive pseudo optimizer (Shi & Qiao "

@@ -40,7 +40,7 @@ flags.DEFINE_list("targets", None, "Target images and/or folders of images.")
 flags.DEFINE_list("methods", ["gatys", "propo", "ot"], "Methods: gatys, po, adapo, propo, "
                   "quilt, quilt:graph (as the exported model quilts), ot, ot:STRATEGY "
                   "(cholesky, eigh, pca, cdf, sliced); a fast method "
-                  "followed by +N (e.g. quilt+48) refines its result with N L-BFGS steps of "
+                  "followed by +N (e.g. quilt+24) refines its result with N L-BFGS steps of "
                   "Gatys' loss, as synthesize --refine_steps, and counts their time.")
 flags.DEFINE_list("model_dirs", [], "METHOD=DIR pairs for po/adapo/propo, e.g. "
                   "propo=~/.cache/tf_propo/runs/demo.")

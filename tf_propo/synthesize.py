@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "quilt", shapes.METHODS, "Synthesis method. quilt (default): image "
                   "quilting, the texture stitched from blocks of the target, then polished "
                   "(--polish_steps): no training, about a second, the target's structure; add "
-                  "--refine_steps=48 to match its statistics closely in a few more seconds. "
+                  "--refine_steps=24 to match its statistics closely in a few more seconds. "
                   "propo: the progressive pseudo optimizer, by default the pretrained one "
                   "bundled with the package; po/adapo/propo with --model_dir: a model you "
                   "trained; gatys: optimisation from noise (slow, the quality reference); ot: "
@@ -64,7 +64,7 @@ flags.DEFINE_string("vgg_weights", "normalized", "VGG19 weights: normalized (Gat
                     "file:PATH (.npz/.h5/.weights.h5/.pth/.whl).")
 flags.DEFINE_integer("refine_steps", 0, "po/adapo/propo/ot/quilt: then this many L-BFGS "
                      "steps of Gatys' loss (one gradient each, under --precision) from the "
-                     "fast method's result; 0 (default): none. 48 after quilt come close to "
+                     "fast method's result; 0 (default): none. 24 after quilt come close to "
                      "Gatys in a few seconds (docs/synthesis.md).", lower_bound=0)
 flags.register_multi_flags_validator(
     ["refine_steps", "method"], lambda f: not (f["refine_steps"] and f["method"] == "gatys"),

@@ -56,7 +56,7 @@ if __name__ == "__main__":  # flags only for the app: the tests import its arith
     flags.DEFINE_list("targets", None, "A folder (its held-out split is used) or image files.")
     flags.DEFINE_integer("holdout", 5, "With a folder: every N-th texture of its sorted list, "
                          "the split the bundled models were trained without.", lower_bound=1)
-    flags.DEFINE_list("methods", ["quilt:fast", "quilt+48:balanced", "propo:fast",
+    flags.DEFINE_list("methods", ["quilt:fast", "quilt+24:balanced", "propo:fast",
                                   "ot:eigh:ot", "ot:sliced:ot", "ot:cdf:ot", "ot:cholesky:ot",
                                   "ot:pca:ot"],
                       "METHOD:TIER (or METHOD alone: reported, no tier) with METHOD as "
