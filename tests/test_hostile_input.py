@@ -121,7 +121,6 @@ def test_truncated_compact_weights_with_a_matching_hash_are_refused(tmp_path):
     import shutil
 
     from tf_propo import methods
-    from tf_propo.errors import UsageError
 
     copy = tmp_path / "model"
     shutil.copytree(methods.bundled_propo(), copy)
