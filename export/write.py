@@ -72,7 +72,7 @@ def export_model(model_dir, out, format="saved_model", size=256, target_size=256
 
     The exported quilting is synthesize's quilt in one graph: graph_quilting's quilt and
     colour match, then export.polish's `polish_steps` L-BFGS steps on VGG19's shallow layers
-    (None: synthesize's default, methods.POLISH_STEPS["quilt"]; 0: none, no VGG weights).
+    (None: synthesize's default, methods.default_polish_steps("quilt"); 0: none, no VGG weights).
 
     Args:
         representative: int8: calibration images (a file or folder; default the bundled
@@ -93,7 +93,7 @@ def export_model(model_dir, out, format="saved_model", size=256, target_size=256
         if model_dir is None and polish_steps is None:
             from tf_propo import methods
 
-            polish_steps = methods.POLISH_STEPS["quilt"]
+            polish_steps = methods.default_polish_steps("quilt")
         pipeline, config = pipelines.load_pipeline(model_dir, target_size, polish_steps or 0)
         result = {"format": format, "mode": config["mode"], "target_size": target_size,
                   "model_dir": model_dir and os.path.abspath(model_dir)}

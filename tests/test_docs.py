@@ -4,6 +4,9 @@ no text that points a reader at documents or tracker entries outside the reposit
 import os
 import re
 import subprocess
+import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
@@ -52,3 +55,34 @@ def test_no_references_outside_the_repository():
                 if OUTSIDE_REFERENCES.search(line):
                     found.append(f"{path}:{number}: {line.strip()[:80]}")
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("module, method", [("tf_propo.synthesize", "quilt"),
+                                            ("tf_propo.synthesize", "ot"),
+                                            ("tf_propo.export", "quilt"),
+                                            ("tf_propo.benchmarks.export_latency", "quilt")])
+def test_help_states_the_default_polish_steps(module, method):
+    """--polish_steps' help spells the default (apps define flags before importing TF, so it
+    cannot read methods.POLISH_STEPS); this keeps the two from drifting apart."""
+    from tf_propo import methods
+
+    result = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True,
+                            text=True, timeout=120)
+    help_text = " ".join((result.stdout + result.stderr).split())
+    start = help_text.index("--polish_steps:")
+    entry = re.split(r" --\w+: ", help_text[start + 1:])[0]  # up to the next flag
+    steps = methods.default_polish_steps(method)
+    assert (f"{steps} for {method}" in entry if module.endswith("synthesize")
+            else f"{steps}." in entry or f"{steps})" in entry), entry
+
+
+def test_preset_descriptions_state_the_default_polish_steps():
+    from tf_propo import api, methods
+
+    stated = {}
+    for name, (method, options, description) in api._PRESETS.items():
+        for steps in re.findall(r"polished by (\d+) ", description):
+            assert "polish_steps" not in options, name
+            stated[name] = int(steps)
+            assert int(steps) == methods.default_polish_steps(method), name
+    assert {"quilt", "ot_sliced", "ot_eigh"} <= set(stated)

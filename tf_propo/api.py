@@ -340,7 +340,7 @@ class TextureSynthesizer:
 
         options, policy = self.options, self.policy
         vgg_weights = options.get("vgg_weights", "normalized")
-        polish_steps = options.get("polish_steps", methods.POLISH_STEPS.get(self.method, 0))
+        polish_steps = options.get("polish_steps", methods.default_polish_steps(self.method))
         if self.method == "quilt":
             return methods.quilt(target, (height, width), samples, seed, tileable=tileable,
                                  polish_steps=polish_steps, policy=policy,

@@ -190,6 +190,12 @@ POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
 # little lower, for ~0.2 s more per 256² texture (docs/results). OT's decoders leave more
 # to fix.
 POLISH_STEPS = {"quilt": 4, "ot": 6}
+
+
+def default_polish_steps(method):
+    """The polish steps `method` takes when none are asked for (0 for a method not polished)."""
+    return POLISH_STEPS.get(method, 0)
+
 # How far (per channel, in [0, 1]) refinement steps after quilting may move a pixel. A quilt is
 # made of the target's own blocks; unbounded, the full loss's deep layers repaint whole
 # blocks in colours the target has nowhere (pale grey ones on nature_tile_teracota, whose

@@ -151,9 +151,9 @@ def _synthesizer(policy):
     (synthesizer, extra JSON)."""
     from tf_propo import api, methods
 
-    options = {"vgg_weights": FLAGS.vgg_weights, "refine_steps": FLAGS.refine_steps,
-               "polish_steps": methods.POLISH_STEPS.get(FLAGS.method, 0)
-               if FLAGS.polish_steps is None else FLAGS.polish_steps}
+    options = {"vgg_weights": FLAGS.vgg_weights, "refine_steps": FLAGS.refine_steps}
+    if FLAGS.polish_steps is not None:  # otherwise the method's own default (the API's)
+        options["polish_steps"] = FLAGS.polish_steps
     model, extra = None, {}
     if FLAGS.method == "ot":
         model = methods.load_optimal_transport(FLAGS.decoders, FLAGS.passes)

@@ -67,7 +67,7 @@ def main(argv):
     tflite.check_quantizations(quantizations, "--quantizations")
     if quilt and quantizations != ["none"]:
         raise UsageError("--quantizations: quilting has no weights to quantize; only none")
-    polish_steps = (methods.POLISH_STEPS["quilt"] if FLAGS.polish_steps is None
+    polish_steps = (methods.default_polish_steps("quilt") if FLAGS.polish_steps is None
                     else FLAGS.polish_steps)
     if not quilt and not FLAGS.model_dir:
         FLAGS.model_dir = methods.bundled_propo()
