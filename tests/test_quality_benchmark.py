@@ -68,3 +68,21 @@ def test_importing_the_benchmark_defines_no_flags():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_evaluate_command_passes_what_is_asked_and_evaluate_knows_every_flag():
+    import subprocess
+    import sys
+
+    plain = quality.evaluate_command(["a.png", "b.png"], ["quilt", "ot:eigh"], 2, 256, 100,
+                                     "auto", "out")
+    assert plain[1:3] == ["-m", "tf_propo.evaluate"]
+    assert "--targets=a.png,b.png" in plain and "--methods=quilt,ot:eigh" in plain
+    assert not any(a.startswith(("--polish_steps", "--decoders")) for a in plain)
+    full = quality.evaluate_command(["a.png"], ["ot:sliced"], 1, 128, 10, "float32", "out",
+                                    decoders="dec", polish_steps=0)
+    assert "--polish_steps=0" in full and "--decoders=dec" in full and "--size=128" in full
+    help_text = subprocess.run([sys.executable, "-m", "tf_propo.evaluate", "--helpfull"],
+                               capture_output=True, text=True, timeout=120).stdout
+    for argument in full[3:]:
+        assert f"--{argument[2:].split('=')[0]}:" in help_text, argument

@@ -72,6 +72,9 @@ if __name__ == "__main__":  # flags only for the app: the tests import its arith
                         "grids.")
     flags.DEFINE_string("decoders", None, "ot: trained decoders to measure (default: the "
                         "bundled ones).")
+    flags.DEFINE_integer("polish_steps", None, "quilt and ot: evaluate --polish_steps, for "
+                         "every quilt and ot method of the run (default: each method's own).",
+                         lower_bound=0)
 
 
 def parse_methods(specs):
@@ -150,6 +153,21 @@ def table(summaries):
     return "\n".join(lines)
 
 
+def evaluate_command(targets, methods, samples, size, gatys_steps, precision, out,
+                     decoders=None, polish_steps=None):
+    """The one `evaluate --protocol=held_out_half` command line the benchmark runs; decoders
+    and polish_steps: evaluate's defaults when None."""
+    command = [sys.executable, "-m", "tf_propo.evaluate", "--protocol=held_out_half",
+               f"--targets={','.join(targets)}", f"--methods={','.join(methods)}",
+               f"--samples={samples}", f"--size={size}", f"--gatys_steps={gatys_steps}",
+               f"--precision={precision}", f"--out={out}"]
+    if decoders:
+        command.append(f"--decoders={decoders}")
+    if polish_steps is not None:
+        command.append(f"--polish_steps={polish_steps}")
+    return command
+
+
 def _target_paths():
     from tf_propo import data
 
@@ -168,13 +186,9 @@ def main(argv):
     targets = _target_paths()
     if not targets:
         raise UsageError(f"--targets={','.join(FLAGS.targets)}: no texture is held out")
-    command = [sys.executable, "-m", "tf_propo.evaluate", "--protocol=held_out_half",
-               f"--targets={','.join(targets)}",
-               f"--methods={','.join(m for m, _ in methods)}", f"--samples={FLAGS.samples}",
-               f"--size={FLAGS.size}", f"--gatys_steps={FLAGS.gatys_steps}",
-               f"--precision={FLAGS.precision}", f"--out={FLAGS.out}"]
-    if FLAGS.decoders:
-        command.append(f"--decoders={FLAGS.decoders}")
+    command = evaluate_command(targets, [m for m, _ in methods], FLAGS.samples, FLAGS.size,
+                               FLAGS.gatys_steps, FLAGS.precision, FLAGS.out, FLAGS.decoders,
+                               FLAGS.polish_steps)
     result = subprocess.run(command, stdout=subprocess.PIPE)  # progress on our stderr
     if result.returncode:
         raise UsageError(f"evaluate failed (exit {result.returncode})")
@@ -189,7 +203,8 @@ def main(argv):
             summaries.append(summary)
     print(f"{len(targets)} held-out textures, {FLAGS.size}², {FLAGS.samples} samples, "
           f"--precision={FLAGS.precision}; "
-          f"unseen × real through a reflection-padded VGG19 (1 = a real photograph); "
+          + ("" if FLAGS.polish_steps is None else f"--polish_steps={FLAGS.polish_steps}; ")
+          + f"unseen × real through a reflection-padded VGG19 (1 = a real photograph); "
           f"details in {FLAGS.out}")
     print(table(summaries))
     print(json.dumps(summaries))
