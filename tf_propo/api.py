@@ -32,10 +32,11 @@ _PRESETS = {
     "gatys": ("gatys", {"steps": 100}, "Gatys et al.'s optimisation from noise, 100 L-BFGS "
               "steps: the quality reference, about a minute for 256² on a CPU."),
     "ot_sliced": ("ot", {"strategy": "sliced"}, "Optimal transport of VGG features (Risser "
-                  "2020) with sliced matching and the bundled decoders, polished by 6 VGG "
-                  "steps: no training, about two seconds for 256² on a CPU."),
+                  "2020) with sliced matching and the bundled decoders, polished by 6 "
+                  "shallow VGG steps: no training, about two seconds for 256² on a CPU."),
     "ot_eigh": ("ot", {"strategy": "eigh"}, "Optimal transport by mean and covariance "
-                "(eigendecomposition), the bundled decoders, polished by 6 VGG steps."),
+                "(eigendecomposition), the bundled decoders, polished by 6 shallow VGG "
+                "steps."),
 }
 
 

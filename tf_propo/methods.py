@@ -173,17 +173,21 @@ def _pseudo_optimizer_run(model):
     return run
 
 
-def load_optimal_transport(decoders=None, passes=3):
+def load_optimal_transport(decoders=None, passes=None):
+    """OptimalTransportSynthesis of `decoders` (None: the bundled ones) with `passes`
+    rotations per layer (None: ot.synthesis.DEFAULT_PASSES)."""
     from tf_propo.ot import synthesis
 
-    return synthesis.load(decoders or synthesis.bundled_decoders(), passes)
+    return synthesis.load(decoders or synthesis.bundled_decoders(),
+                          synthesis.DEFAULT_PASSES if passes is None else passes)
 
 
-# The polish of quilt and ot: a few refinement steps after the fast result. Quilting's
-# takes the shallow layers only: quilting copies the target's structure but mixes its blocks
-# unevenly (it favours blocks that join well), which skews the fine-grain statistics; these
-# layers see them at a quarter of the cost of the full loss (a bfloat16 step takes ~55 ms at
-# 256² on a 2-core CPU).
+# The polish of quilt and ot: a few refinement steps after the fast result, on the shallow
+# layers only, which see the fine grain at a quarter of the full loss's cost. Quilting copies
+# the target's structure but mixes its blocks unevenly (it favours blocks that join well),
+# which skews the fine-grain statistics; OT's decoders blur the grain. On the held-out
+# benchmark the full loss polished OT a little closer (median 1.6-1.8 against 1.9-2.0) at
+# 1.5x the seconds, over OT's 2.5 s on a 2-core CPU without AMX (docs/results).
 POLISH_LAYERS = ("relu1_1", "pool1", "pool2")
 # Default polish steps by method. Quilting's four: on the held-out benchmark six scored the
 # same median and shares and drew the same pictures, only the hardest targets' ratios a
@@ -207,10 +211,8 @@ QUILT_TRUST = 0.05
 def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STEPS["ot"],
                       policy="float32", vgg_weights="normalized", tileable=False):
     """ot: coarse-to-fine encode / match / decode from `noise` [K, H, W, 3], per sample,
-    then `polish_steps` steps of `refine` on the whole texture loss (0: none) under `policy`.
+    then `polish_steps` steps of `refine` on POLISH_LAYERS (0: none) under `policy`.
 
-    The polish takes every layer, not quilting's shallow ones: the decoders are soft and
-    get the coarse statistics wrong as well as the fine grain (docs/results measures both).
     tileable: circular padding in the encoder, the decoders and the polish; the sides must
     then be multiples of 16 (the decoders invert whole poolings; any other size is made on
     the next multiple of 16 and cropped).
@@ -238,7 +240,7 @@ def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STE
               for i in range(len(noise))]
     seconds = time.perf_counter() - start
     images = np.stack([im.numpy()[:height, :width] for im in images])
-    images, polish_seconds, _ = refine(target, images, polish_steps, texture.TEXTURE_LAYERS,
+    images, polish_seconds, _ = refine(target, images, polish_steps, POLISH_LAYERS,
                                        policy, tileable, vgg_weights)
     return images, seconds + polish_seconds, {
         "strategy": strategy, "passes": ot.passes, "polish_steps": polish_steps,

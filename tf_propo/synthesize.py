@@ -81,10 +81,10 @@ flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "slic
 flags.DEFINE_integer("passes", 3, "ot with sliced/cdf: random rotations per layer.",
                      lower_bound=1)
 flags.DEFINE_integer("polish_steps", None, "quilt and ot: then this many L-BFGS steps "
-                     "of the texture loss (one gradient each, under --precision): for quilt "
-                     "on the shallow VGG layers, which even out the fine grain quilting "
-                     "skews; for ot on all of them, which correct what the decoders blur; 0: "
-                     "none. Default: 4 for quilt, 6 for ot.", lower_bound=0)
+                     "of the texture loss on the shallow VGG layers (one gradient each, under "
+                     "--precision), which even out the fine grain that quilting skews and "
+                     "that OT's decoders blur; 0: none. Default: 4 for quilt, 6 for ot.",
+                     lower_bound=0)
 flags.register_multi_flags_validator(
     ["polish_steps", "method"],
     lambda f: f["polish_steps"] is None or f["method"] in ("quilt", "ot"),
