@@ -76,6 +76,19 @@ def test_help_states_the_default_polish_steps(module, method):
             else f"{steps}." in entry or f"{steps})" in entry), entry
 
 
+@pytest.mark.parametrize("module", ["tf_propo.synthesize", "tf_propo.benchmarks.ot"])
+def test_passes_flags_default_to_the_pipelines_passes(module):
+    """--passes defaults to ot.synthesis.DEFAULT_PASSES (spelled out: the flag is defined
+    before TensorFlow is imported)."""
+    from tf_propo.ot import synthesis
+
+    result = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True,
+                            text=True, timeout=120)
+    help_text = " ".join((result.stdout + result.stderr).split())
+    entry = re.split(r" --\w+: ", help_text[help_text.index("--passes:") + 1:])[0]
+    assert f"(default: '{synthesis.DEFAULT_PASSES}')" in entry, entry
+
+
 def test_preset_descriptions_state_the_default_polish_steps():
     from tf_propo import api, methods
 
