@@ -21,7 +21,7 @@ def test_docstring_examples_run():
 
 def test_presets_are_listed_with_their_size():
     presets = {p.name: p for p in tf_propo.list_presets()}
-    assert {"quilt", "quilt_raw", "quilt_refined", "propo", "gatys", "ot_sliced",
+    assert {"quilt", "quilt_raw", "quilt_refined", "propo", "gatys", "ot", "ot_sliced",
             "ot_eigh"} <= set(presets)
     assert presets["quilt"].megabytes == 0 and 1 < presets["propo"].megabytes < 10
     assert all(p.description for p in presets.values())

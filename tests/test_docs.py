@@ -76,17 +76,20 @@ def test_help_states_the_default_polish_steps(module, method):
             else f"{steps}." in entry or f"{steps})" in entry), entry
 
 
-@pytest.mark.parametrize("module", ["tf_propo.synthesize", "tf_propo.benchmarks.ot"])
-def test_passes_flags_default_to_the_pipelines_passes(module):
-    """--passes defaults to ot.synthesis.DEFAULT_PASSES (spelled out: the flag is defined
-    before TensorFlow is imported)."""
+@pytest.mark.parametrize("module, flag, constant", [
+    ("tf_propo.synthesize", "passes", "DEFAULT_PASSES"),
+    ("tf_propo.benchmarks.ot", "passes", "DEFAULT_PASSES"),
+    ("tf_propo.synthesize", "strategy", "DEFAULT_STRATEGY")])
+def test_ot_flags_default_to_the_pipelines_defaults(module, flag, constant):
+    """--passes and --strategy default to ot.synthesis' constants (spelled out: the flags are
+    defined before TensorFlow is imported)."""
     from tf_propo.ot import synthesis
 
     result = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True,
                             text=True, timeout=120)
     help_text = " ".join((result.stdout + result.stderr).split())
-    entry = re.split(r" --\w+: ", help_text[help_text.index("--passes:") + 1:])[0]
-    assert f"(default: '{synthesis.DEFAULT_PASSES}')" in entry, entry
+    entry = re.split(r" --\w+: ", help_text[help_text.index(f"--{flag}:") + 1:])[0]
+    assert f"(default: '{getattr(synthesis, constant)}')" in entry, entry
 
 
 def test_preset_descriptions_state_the_default_polish_steps():
@@ -98,4 +101,4 @@ def test_preset_descriptions_state_the_default_polish_steps():
             assert "polish_steps" not in options, name
             stated[name] = int(steps)
             assert int(steps) == methods.default_polish_steps(method), name
-    assert {"quilt", "ot_sliced", "ot_eigh"} <= set(stated)
+    assert {"quilt", "ot", "ot_sliced", "ot_eigh"} <= set(stated)

@@ -171,7 +171,7 @@ def test_bundled_decoders_make_textures(tmp_path, normalized_weights):
                         f"--out={tmp_path / 'default.png'}")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["strategy"] == "sliced" and record["loss_ratio"] < 0.05
+    assert record["strategy"] == synthesis.DEFAULT_STRATEGY and record["loss_ratio"] < 0.05
 
     target = image_io.resize_short_edge(  # as the command's default --target_size
         image_io.read_image(os.path.join(SAMPLES, "nature_potatoes.png")), 256)

@@ -105,7 +105,7 @@ def _parse_methods():
         if plus and name == "gatys":
             raise UsageError(f"--methods: {spec!r}: +N refines a fast method's result; for "
                              "gatys use --gatys_steps")
-        parsed.append((spec, name, strategy or ("sliced" if name == "ot" else None),
+        parsed.append((spec, name, strategy or (synthesis.DEFAULT_STRATEGY if name == "ot" else None),
                        int(refine or 0)))
     model_dirs = {}
     for pair in FLAGS.model_dirs:

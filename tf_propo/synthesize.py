@@ -74,7 +74,7 @@ flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained m
                     "model (tf_propo/pretrained/propo).")
 flags.DEFINE_bool("save_stages", False, "po/adapo/propo: also write x[0..K] and the target as "
                   "a strip, OUT_stages.png.")
-flags.DEFINE_enum("strategy", "sliced", ("cholesky", "eigh", "pca", "cdf", "sliced"),
+flags.DEFINE_enum("strategy", "cdf", ("cholesky", "eigh", "pca", "cdf", "sliced"),
                   "ot: how features are matched: covariance by cholesky / eigh / pca (one "
                   "step per layer), or sliced optimal transport with exact sorting (sliced) or "
                   "binned CDFs (cdf), --passes random rotations per layer.")
