@@ -4,7 +4,7 @@ polish (the default), or a trained pseudo optimizer.
 Installed as `tf_propo.export`.
 
     quilting     image quilting as graph ops (DFT correlations, unrolled seams, a while loop)
-    polish       projected L-BFGS on VGG19's first two blocks, with LiteRT-builtin gradients
+    polish       projected L-BFGS on VGG19's first block, with LiteRT-builtin gradients
     pipeline     the whole synthesis as one Keras model: target -> statistics -> texture
     saved_model  SavedModel for TF Serving (serving_default, statistics, from_statistics)
     tflite       static-shape .tflite for LiteRT: none / fp16 / int8 / dynamic quantization

@@ -113,13 +113,13 @@ class QuiltPipeline(keras.Model):
         self.target_size = target_size
         self.polish_steps = polish_steps
         self.block, self.overlap = quilting.block_and_overlap(target_size)
-        self.layers_used = POLISH_LAYERS if polish_steps else ()
+        layers = POLISH_LAYERS["quilt"]
+        self.layers_used = layers if polish_steps else ()
         if polish_steps:
             from tf_propo import weights
 
             self.encoder = polish.ShallowEncoder(weights.pretrained_encoder(
-                POLISH_LAYERS, source=vgg_weights, dtype="float32", padding="reflect"),
-                POLISH_LAYERS)
+                layers, source=vgg_weights, dtype="float32", padding="reflect"), layers)
         self.built = True
 
     def statistics(self, target, resize=True):

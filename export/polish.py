@@ -1,5 +1,5 @@
-"""The quilt's polish as a graph: projected L-BFGS steps on the Gram loss of VGG19's first two
-blocks (methods.POLISH_LAYERS), reflection-padded, as methods.refine takes them.
+"""The quilt's polish as a graph: projected L-BFGS steps on the Gram loss of VGG19's shallow
+layers (methods.POLISH_LAYERS["quilt"]), reflection-padded, as methods.refine takes them.
 
 A graph that an app runs has no optimiser library and no gradient ops that LiteRT lacks, so
 both are written here: the encoder as plain functions of the pretrained weights whose

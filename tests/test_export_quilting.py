@@ -127,12 +127,13 @@ def test_graph_lbfgs_takes_the_steps_of_the_numpy_one():
     assert float(loss_and_gradient(got)[0]) < 0.5 * float(loss_and_gradient(start)[0])
 
 
-def test_polish_encoder_and_its_gradients_are_vgg19s(normalized_weights):
+@pytest.mark.parametrize("layers", [("relu1_1", "pool1"), ("relu1_1", "pool1", "pool2")])
+def test_polish_encoder_and_its_gradients_are_vgg19s(normalized_weights, layers):
     """The hand-written gradients (convolutions, ReLU, pooling, reflection padding) give
-    autodiff's through the Keras encoder, at an odd size too."""
-    from tf_propo import gatys, methods, texture, weights
+    autodiff's through the Keras encoder, at an odd size too, for the quilt's polish layers
+    and a block deeper."""
+    from tf_propo import gatys, texture, weights
 
-    layers = methods.POLISH_LAYERS
     keras_encoder = weights.pretrained_encoder(layers, padding="reflect", dtype="float32")
     encoder = polish.ShallowEncoder(keras_encoder, layers)
     images = tf.random.stateless_uniform([2, 37, 50, 3], (7, 8))
@@ -151,7 +152,7 @@ def test_graph_polish_is_the_refinement(normalized_weights):
     """The exported polish computes what synthesize's does (methods.refine, float32)."""
     from tf_propo import methods, texture, weights
 
-    layers = methods.POLISH_LAYERS
+    layers = methods.POLISH_LAYERS["quilt"]
     exemplar = image_io.resize_short_edge(image_io.read_image(TARGET), 64)
     noise = tf.random.stateless_uniform([64, 64, 3], (1, 1), -1, 1)
     quilt = quilting.quilt(exemplar, noise, *quilting.block_and_overlap(64)).numpy()[None]
@@ -212,7 +213,9 @@ def test_quilting_exports_by_default(tmp_path, normalized_weights):
     assert texture.shape == (48, 80, 3) and texture.dtype == tf.uint8
     statistics = loaded.signatures["statistics"](image=image)
     assert statistics["exemplar"].shape == (96, 96, 3)
-    assert statistics["gram_pool2"].shape == (128, 128)
+    assert {key for key in statistics if key.startswith("gram_")} == {"gram_relu1_1",
+                                                                       "gram_pool1"}
+    assert statistics["gram_pool1"].shape == (64, 64)
     cached = loaded.signatures["from_statistics"](
         **statistics, seed=tf.constant(7, tf.int64), size=tf.constant([48, 80]))["texture"]
     np.testing.assert_array_equal(cached.numpy(), texture.numpy())

@@ -16,8 +16,8 @@ def _target_and_quilt(sample_paths, size=64):
 
 def test_polish_lowers_the_shallow_loss_and_keeps_the_quilt(normalized_weights, sample_paths):
     target, start = _target_and_quilt(sample_paths)
-    shallow = metrics.TextureMetrics(target, layers=methods.POLISH_LAYERS)
-    images, seconds, _ = methods.refine(target, start, 6, methods.POLISH_LAYERS)
+    shallow = metrics.TextureMetrics(target, layers=methods.POLISH_LAYERS["quilt"])
+    images, seconds, _ = methods.refine(target, start, 6, methods.POLISH_LAYERS["quilt"])
     assert seconds > 0
     assert shallow.texture_loss(images)[0] < 0.5 * shallow.texture_loss(start)[0]
     assert images.min() >= 0.0 and images.max() <= 1.0
@@ -104,9 +104,10 @@ def test_warm_up_runs_once_per_shape(normalized_weights, sample_paths):
     call at that shape (an API caller's loop) does not pay for it again, a new shape does."""
     target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 64)
     start = np.random.default_rng(5).uniform(size=(1, 40, 24, 3)).astype(np.float32)
-    first = methods.refine(target, start, 1, methods.POLISH_LAYERS)[2]["warmup_seconds"]
-    again = methods.refine(target, start, 1, methods.POLISH_LAYERS)[2]["warmup_seconds"]
-    other = methods.refine(target, start[:, :32], 1, methods.POLISH_LAYERS)[2]
+    layers = methods.POLISH_LAYERS["quilt"]
+    first = methods.refine(target, start, 1, layers)[2]["warmup_seconds"]
+    again = methods.refine(target, start, 1, layers)[2]["warmup_seconds"]
+    other = methods.refine(target, start[:, :32], 1, layers)[2]
     assert first > 0 and again == 0 and other["warmup_seconds"] > 0
 
 
@@ -114,10 +115,11 @@ def test_tileable_polish_keeps_to_the_targets_statistics_away_from_borders(
         normalized_weights, sample_paths):
     # A torus has no border: polished against the target's zero-padded statistics, whose
     # frame it cannot draw, a tileable quilt of the jungle sample grew 15x further from the
-    # target's interior statistics (tears across it); against reflection-padded ones, 2x.
+    # target's interior statistics (tears across it); against reflection-padded ones it
+    # stays as close as the ordinary polish of the same quilt.
     from tf_propo import quilting, texture, vgg
 
-    layers = methods.POLISH_LAYERS
+    layers = methods.POLISH_LAYERS["quilt"]
     encoder = methods._refine_encoder(layers, "float32", "zeros", "normalized")
 
     def interior_grams(images):  # positions whose receptive field stays off the padding
@@ -128,8 +130,10 @@ def test_tileable_polish_keeps_to_the_targets_statistics_away_from_borders(
     jungle = [p for p in sample_paths if "jungle" in p][0]
     target = image_io.resize_short_edge(image_io.read_image(jungle), 128)
     start = quilting.quilt(target, (96, 96), np.random.default_rng(0), tileable=True)[None]
-    polished = methods.refine(target, start, 6, layers, tileable=True)[0]
     goal = interior_grams(target[None])
-    before = float(texture.gram_loss(interior_grams(start), goal, layers)[0][0])
-    after = float(texture.gram_loss(interior_grams(polished), goal, layers)[0][0])
-    assert after < 3 * before, (before, after)
+    distance = {}
+    for tileable in (True, False):
+        polished = methods.refine(target, start, 6, layers, tileable=tileable)[0]
+        distance[tileable] = float(texture.gram_loss(interior_grams(polished), goal,
+                                                     layers)[0][0])
+    assert distance[True] < 1.25 * distance[False], distance

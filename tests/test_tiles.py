@@ -52,7 +52,7 @@ def test_windows_partition_the_axis_with_margins():
 def test_margins_reach_as_far_as_the_receptive_field():
     assert vgg.receptive_field("relu1_1") == 3 and vgg.receptive_field("pool4") == 124
     assert tiles.margin_for(texture.TEXTURE_LAYERS) == 64
-    assert tiles.margin_for(methods.POLISH_LAYERS) == 16
+    assert tiles.margin_for(methods.POLISH_LAYERS["ot"]) == 16
     with pytest.raises(ValueError, match="pool5"):
         tiles.margin_for(("relu1_1", "pool5"))
 
