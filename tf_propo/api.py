@@ -353,7 +353,7 @@ class TextureSynthesizer:
         if self.method == "ot":
             from tf_propo.ot import synthesis
 
-            strategy = options.get("strategy", synthesis.DEFAULT_STRATEGY)
+            strategy = options.get("strategy") or synthesis.DEFAULT_STRATEGY
             return methods.optimal_transport(self.model, target, noise, seed, strategy,
                                              polish_steps, policy, vgg_weights, tileable)
         if self.method == "gatys":

@@ -105,8 +105,6 @@ def _parse_methods():
         if plus and name == "gatys":
             raise UsageError(f"--methods: {spec!r}: +N refines a fast method's result; for "
                              "gatys use --gatys_steps")
-        if name == "ot" and not strategy:
-            strategy = synthesis.DEFAULT_STRATEGY
         parsed.append((spec, name, strategy or None, int(refine or 0)))
     model_dirs = {}
     for pair in FLAGS.model_dirs:
