@@ -57,6 +57,14 @@ def test_no_references_outside_the_repository():
     assert not found, "\n".join(found)
 
 
+def flag_help(module, flag):
+    """`python -m module --helpfull`'s entry for --flag, whitespace folded."""
+    result = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True,
+                            text=True, timeout=120)
+    help_text = " ".join((result.stdout + result.stderr).split())
+    return re.split(r" --\w+: ", help_text[help_text.index(f"--{flag}:") + 1:])[0]
+
+
 @pytest.mark.parametrize("module, method", [("tf_propo.synthesize", "quilt"),
                                             ("tf_propo.synthesize", "ot"),
                                             ("tf_propo.export", "quilt"),
@@ -66,11 +74,7 @@ def test_help_states_the_default_polish_steps(module, method):
     cannot read methods.POLISH_STEPS); this keeps the two from drifting apart."""
     from tf_propo import methods
 
-    result = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True,
-                            text=True, timeout=120)
-    help_text = " ".join((result.stdout + result.stderr).split())
-    start = help_text.index("--polish_steps:")
-    entry = re.split(r" --\w+: ", help_text[start + 1:])[0]  # up to the next flag
+    entry = flag_help(module, "polish_steps")
     steps = methods.default_polish_steps(method)
     assert (f"{steps} for {method}" in entry if module.endswith("synthesize")
             else f"{steps}." in entry or f"{steps})" in entry), entry
@@ -85,10 +89,7 @@ def test_ot_flags_default_to_the_pipelines_defaults(module, flag, constant):
     defined before TensorFlow is imported)."""
     from tf_propo.ot import synthesis
 
-    result = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True,
-                            text=True, timeout=120)
-    help_text = " ".join((result.stdout + result.stderr).split())
-    entry = re.split(r" --\w+: ", help_text[help_text.index(f"--{flag}:") + 1:])[0]
+    entry = flag_help(module, flag)
     assert f"(default: '{getattr(synthesis, constant)}')" in entry, entry
 
 
