@@ -15,17 +15,10 @@ Strategies (see ot.linalg and ot.sliced):
 import tensorflow as tf
 
 from tf_propo import grid
+from tf_propo.ot import DEFAULT_PASSES, STRATEGIES
 from tf_propo.ot import linalg
 from tf_propo.ot import sliced
 
-STRATEGIES = ("cholesky", "eigh", "pca", "cdf", "sliced")
-# The strategy where none is asked for: Risser's binned CDFs. On the held-out benchmark it
-# scored as exact sorting (median 1.85 against 1.91) in three quarters of its time on a
-# 2-core CPU, where sliced's sorts reach OT's 2.5 s per 256² texture (docs/results).
-DEFAULT_STRATEGY = "cdf"
-# Rotations per layer for sliced / cdf: at 256² three reach the loss of four, a quarter
-# faster (benchmarks/ot.py).
-DEFAULT_PASSES = 3
 # Target feature rows kept per layer (a fixed random subset beyond this): the target's
 # distribution is estimated as well from 16k samples, and sorting it each pass costs 4× less
 # at relu1_1 of a 256² target.

@@ -80,19 +80,6 @@ def test_help_states_the_default_polish_steps(module, method):
             else f"{steps}." in entry or f"{steps})" in entry), entry
 
 
-@pytest.mark.parametrize("module, flag, constant", [
-    ("tf_propo.synthesize", "passes", "DEFAULT_PASSES"),
-    ("tf_propo.benchmarks.ot", "passes", "DEFAULT_PASSES"),
-    ("tf_propo.synthesize", "strategy", "DEFAULT_STRATEGY")])
-def test_ot_flags_default_to_the_pipelines_defaults(module, flag, constant):
-    """--passes and --strategy default to ot.synthesis' constants (spelled out: the flags are
-    defined before TensorFlow is imported)."""
-    from tf_propo.ot import synthesis
-
-    entry = flag_help(module, flag)
-    assert f"(default: '{getattr(synthesis, constant)}')" in entry, entry
-
-
 def test_preset_descriptions_state_the_default_polish_steps():
     from tf_propo import api, methods
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tests.conftest import DECODERS_CONFIG, SAMPLES, make_model_dir, vgg_shaped_random_weights
 from tf_propo import vgg, weights
+from tf_propo.ot import DEFAULT_PASSES, DEFAULT_STRATEGY, STRATEGIES
 from tf_propo.ot import decoders, linalg, sliced, synthesis
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
@@ -66,7 +67,7 @@ def random_pipeline():
     return synthesis.OptimalTransportSynthesis(family, passes=2)
 
 
-@pytest.mark.parametrize("strategy", synthesis.STRATEGIES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_pipeline_runs_coarse_to_fine(random_pipeline, strategy):
     rng = np.random.default_rng(0)
     target = rng.uniform(size=(40, 36, 3)).astype(np.float32)
@@ -171,15 +172,15 @@ def test_bundled_decoders_make_textures(tmp_path, normalized_weights):
                         f"--out={tmp_path / 'default.png'}")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["strategy"] == synthesis.DEFAULT_STRATEGY and record["loss_ratio"] < 0.05
+    assert record["strategy"] == DEFAULT_STRATEGY and record["loss_ratio"] < 0.05
 
     target = image_io.resize_short_edge(  # as the command's default --target_size
         image_io.read_image(os.path.join(SAMPLES, "nature_potatoes.png")), 256)
     evaluation = metrics.TextureMetrics(target)
     noise = metrics.reference_noise(1, 128)
     noise_loss = evaluation.texture_loss(noise)[0]
-    ot = methods.load_optimal_transport(None, synthesis.DEFAULT_PASSES)
-    for strategy in synthesis.STRATEGIES:
+    ot = methods.load_optimal_transport(None, DEFAULT_PASSES)
+    for strategy in STRATEGIES:
         images, _, _ = methods.optimal_transport(ot, target, noise, 1, strategy)
         ratio = evaluation.texture_loss(images)[0] / noise_loss
         assert ratio < 0.05, (strategy, ratio)

@@ -351,9 +351,9 @@ class TextureSynthesizer:
                                  vgg_weights=vgg_weights, graph=options.get("graph", False))
         noise = metrics.reference_noise(seed, (height, width), samples)
         if self.method == "ot":
-            from tf_propo.ot import synthesis
+            from tf_propo.ot import DEFAULT_STRATEGY
 
-            strategy = options.get("strategy") or synthesis.DEFAULT_STRATEGY
+            strategy = options.get("strategy") or DEFAULT_STRATEGY
             return methods.optimal_transport(self.model, target, noise, seed, strategy,
                                              polish_steps, policy, vgg_weights, tileable)
         if self.method == "gatys":

@@ -86,8 +86,10 @@ def _targets():
 
 
 def _parse_methods():
-    from tf_propo import methods
-    from tf_propo.ot import synthesis
+    """(spec, method, strategy, refine steps) per --methods entry and the --model_dirs; checked
+    before TensorFlow is imported, so a typo fails at once."""
+    from tf_propo import shapes
+    from tf_propo.ot import STRATEGIES
 
     parsed = []
     for spec in FLAGS.methods:
@@ -95,13 +97,13 @@ def _parse_methods():
         if plus and not (refine.isdigit() and int(refine) > 0):
             raise UsageError(f"--methods: {spec!r}: +N takes a positive number of Gatys steps")
         name, _, strategy = method.partition(":")
-        if name not in methods.METHODS:
+        if name not in shapes.METHODS:
             raise UsageError(f"--methods: unknown method {spec!r}; known: "
-                             f"{', '.join(methods.METHODS)}, ot:STRATEGY")
-        if strategy and not (name == "ot" and strategy in synthesis.STRATEGIES
+                             f"{', '.join(shapes.METHODS)}, ot:STRATEGY")
+        if strategy and not (name == "ot" and strategy in STRATEGIES
                              or name == "quilt" and strategy == "graph"):
             raise UsageError(f"--methods: {spec!r}: only ot takes a strategy, one of "
-                             f"{', '.join(synthesis.STRATEGIES)}, and quilt :graph")
+                             f"{', '.join(STRATEGIES)}, and quilt :graph")
         if plus and name == "gatys":
             raise UsageError(f"--methods: {spec!r}: +N refines a fast method's result; for "
                              "gatys use --gatys_steps")
@@ -202,6 +204,7 @@ def main(argv):
     check_creatable(os.path.join(FLAGS.out, "report.md"), f"--out={FLAGS.out}")
     if FLAGS.size % 16:
         raise UsageError(f"--size={FLAGS.size} must be a multiple of 16")
+    specs, model_dirs = _parse_methods()
     targets = _targets()
     names = {}
     for path in targets:  # rows and grids are named after the file
@@ -219,7 +222,6 @@ def main(argv):
     cli.import_tensorflow_quietly()
     from tf_propo import grid, methods, metrics, precision, report
 
-    specs, model_dirs = _parse_methods()
     policy = precision.resolve(FLAGS.precision)
     runner = Runner(model_dirs, policy)
     progress = Progress(len(targets) * len(specs), "evaluate")

@@ -175,11 +175,11 @@ def _pseudo_optimizer_run(model):
 
 def load_optimal_transport(decoders=None, passes=None):
     """OptimalTransportSynthesis of `decoders` (None: the bundled ones) with `passes`
-    rotations per layer (None: ot.synthesis.DEFAULT_PASSES)."""
-    from tf_propo.ot import synthesis
+    rotations per layer (None: tf_propo.ot.DEFAULT_PASSES)."""
+    from tf_propo.ot import DEFAULT_PASSES, synthesis
 
     return synthesis.load(decoders or synthesis.bundled_decoders(),
-                          synthesis.DEFAULT_PASSES if passes is None else passes)
+                          DEFAULT_PASSES if passes is None else passes)
 
 
 # The polish of quilt and ot: a few refinement steps after the fast result, on shallow

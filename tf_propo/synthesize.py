@@ -13,6 +13,7 @@ import statistics
 
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
 from tf_propo import memory
+from tf_propo import ot
 from tf_propo import shapes
 
 from absl import flags
@@ -74,12 +75,12 @@ flags.DEFINE_string("model_dir", None, "po/adapo/propo: directory of a trained m
                     "model (tf_propo/pretrained/propo).")
 flags.DEFINE_bool("save_stages", False, "po/adapo/propo: also write x[0..K] and the target as "
                   "a strip, OUT_stages.png.")
-flags.DEFINE_enum("strategy", "cdf", ("cholesky", "eigh", "pca", "cdf", "sliced"),
+flags.DEFINE_enum("strategy", ot.DEFAULT_STRATEGY, ot.STRATEGIES,
                   "ot: how features are matched: covariance by cholesky / eigh / pca (one "
                   "step per layer), or sliced optimal transport with exact sorting (sliced) or "
                   "binned CDFs (cdf), --passes random rotations per layer.")
-flags.DEFINE_integer("passes", 3, "ot with sliced/cdf: random rotations per layer.",
-                     lower_bound=1)
+flags.DEFINE_integer("passes", ot.DEFAULT_PASSES, "ot with sliced/cdf: random rotations per "
+                     "layer.", lower_bound=1)
 flags.DEFINE_integer("polish_steps", None, "quilt and ot: then this many L-BFGS steps "
                      "of the texture loss on the shallow VGG layers (one gradient each, under "
                      "--precision), which even out the fine grain that quilting skews and "

@@ -13,6 +13,7 @@ import statistics
 import time
 
 from tf_propo import benchmarks, cli
+from tf_propo.ot import DEFAULT_PASSES, STRATEGIES
 
 from absl import flags
 
@@ -20,8 +21,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("decoders", None, "Trained decoders directory (default: the bundled ones).")
 flags.DEFINE_list("targets", None, "Target images (default: the bundled samples).")
 flags.DEFINE_list("sizes", ["128", "256", "512"], "Output sizes in px (multiples of 16).")
-flags.DEFINE_list("strategies", ["cholesky", "eigh", "pca", "cdf", "sliced"], "Strategies.")
-flags.DEFINE_integer("passes", 3, "sliced/cdf: rotations per layer.", lower_bound=1)
+flags.DEFINE_list("strategies", list(STRATEGIES), "Strategies.")
+flags.DEFINE_integer("passes", DEFAULT_PASSES, "sliced/cdf: rotations per layer.",
+                     lower_bound=1)
 flags.DEFINE_integer("repeats", 3, "Timed runs (median).", lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Noise and rotation seed.")
 
