@@ -4,6 +4,7 @@ texture's properties, and the export as SavedModel and LiteRT."""
 
 import os
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -83,6 +84,37 @@ def test_overlaps_are_matched_so_a_periodic_pattern_continues_without_seams():
     out = quilting.stitch(exemplar, noise, 24, 6).numpy()
     assert np.array_equal(out[:-1, 1:], out[1:, :-1])  # constant along anti-diagonals
     assert np.array_equal(out[:, 8:], out[:, :-8])  # period 8
+
+
+@pytest.mark.parametrize("implementation", ["numpy", "graph"])
+def test_usage_penalty_spreads_the_blocks_over_the_exemplar(implementation):
+    """An exemplar half flat, half noise: the flat blocks agree best with whatever flat block
+    is placed, so the plain algorithm copies the flat half nearly everywhere; with the usage
+    penalty (the default) blocks come from the whole exemplar (half noise: 50% of the
+    texture). Measured: 15% of the texture noisy without it, 39% with it (NumPy; the
+    graph 13% and 37%)."""
+    rng = np.random.default_rng(0)
+    exemplar = np.empty((64, 128, 3), np.float32)
+    exemplar[:, :64] = 0.5 + 0.01 * rng.normal(size=(64, 64, 3))
+    exemplar[:, 64:] = np.clip(0.5 + 0.25 * rng.normal(size=(64, 64, 3)), 0, 1)
+    block, overlap = quilting.block_and_overlap(64)
+
+    def noisy_share(penalty):
+        shares = []
+        for seed in range(3):
+            if implementation == "numpy":
+                out = numpy_quilting.quilt(exemplar, (128, 128), np.random.default_rng(seed),
+                                           block=block, usage_penalty=penalty)
+            else:
+                noise = tf.random.stateless_uniform([128, 128, 3], (seed, 0), -1, 1)
+                out = quilting.stitch(exemplar, noise, block, overlap,
+                                      usage_penalty=penalty).numpy()
+            local = (out - cv2.blur(out, (5, 5))) ** 2  # noise, not the flat half's grain
+            shares.append(np.mean(cv2.blur(local, (5, 5)).mean(-1) > 0.01))
+        return np.mean(shares)
+
+    plain, spread = noisy_share(0.0), noisy_share(numpy_quilting.USAGE_PENALTY)
+    assert spread > 0.3 and spread > 1.5 * plain, (plain, spread)
 
 
 def test_quilt_keeps_the_exemplars_structure(normalized_weights):

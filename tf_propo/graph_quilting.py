@@ -171,19 +171,20 @@ def match_colours(image, exemplar, eps=COLOUR_EPS):
 
 
 def quilt(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
-          feather=quilting.FEATHER):
+          feather=quilting.FEATHER, usage_penalty=quilting.USAGE_PENALTY):
     """A texture shaped as `noise` [H, W, 3] (uniform in [−1, 1]: the randomness) quilted
     from `exemplar` [h, w, 3] in [0, 1] (stitch), its colours then matched to the
     exemplar's. float32 [H, W, 3] in [0, 1]."""
-    return match_colours(stitch(exemplar, noise, block, overlap, tolerance, feather),
-                         exemplar)
+    return match_colours(stitch(exemplar, noise, block, overlap, tolerance, feather,
+                                usage_penalty), exemplar)
 
 
 def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
-           feather=quilting.FEATHER):
+           feather=quilting.FEATHER, usage_penalty=quilting.USAGE_PENALTY):
     """The quilt shaped as `noise` [H, W, 3] from `exemplar` [h, w, 3], `block` × `block`
     blocks sharing `overlap` px (static ints; block ≤ the exemplar's short side), before
-    any colour match; feather 0: every pixel an exemplar pixel. float32 [H, W, 3]."""
+    any colour match; feather 0: every pixel an exemplar pixel; usage_penalty as
+    tf_propo.quilting's. float32 [H, W, 3]."""
     if not 0 < overlap < block:
         raise ValueError(f"overlap must be between 0 and block ({block}), got {overlap}")
     exemplar = tf.convert_to_tensor(exemplar, tf.float32)
@@ -216,8 +217,9 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
     grid_y = tf.range(positions[0])[:, None]
     grid_x = tf.range(positions[1])[None, :]
     reach = max(1, block // 8)
+    spread = max(1, block // 4)
 
-    def place(index, canvas, used):
+    def place(index, canvas, used, usage):
         r, c = index // cols, index % cols
         y, x = r * step, c * step
         has_top, has_left = tf.cast(r > 0, tf.float32), tf.cast(c > 0, tf.float32)
@@ -228,6 +230,7 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
         errors = (tf.reduce_sum(template * template) - 2 * correlate(template)
                   + sum(flag * square for flag, square in zip(flags, region_squares)))
         errors = tf.maximum(errors, 0.0)
+        errors += usage_penalty * tf.reduce_mean(errors) * usage  # patch-usage uniformity
         # Skip source blocks near one already used while others remain (no lattice).
         all_used = tf.reduce_min(used) > 0
         errors = tf.where(all_used, errors, errors + _USED * used)
@@ -242,6 +245,8 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
         by, bx = chosen // positions[1], chosen % positions[1]
         near = tf.logical_and(tf.abs(grid_y - by) <= reach, tf.abs(grid_x - bx) <= reach)
         used = tf.maximum(used, tf.cast(near, tf.float32))
+        usage += tf.cast(tf.logical_and(tf.abs(grid_y - by) <= spread,
+                                        tf.abs(grid_x - bx) <= spread), tf.float32)
         patch = tf.slice(exemplar, tf.stack([by, bx, 0]), [block, block, 3])
         difference = tf.reduce_sum(tf.square(patch - region), axis=-1)
         # The left overlap and the transposed top overlap, both b rows by `overlap` columns.
@@ -259,9 +264,10 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
         canvas += tf.pad(change, tf.stack([
             tf.stack([y, canvas_shape[0] - y - block]),
             tf.stack([x, canvas_shape[1] - x - block]), tf.constant([0, 0])]))
-        return index + 1, canvas, used
+        return index + 1, canvas, used, usage
 
-    _, canvas, _ = tf.while_loop(
-        lambda index, canvas, used: index < rows * cols, place,
-        (tf.constant(0), tf.zeros(canvas_shape, tf.float32), tf.zeros(positions, tf.float32)))
+    _, canvas, _, _ = tf.while_loop(
+        lambda index, *_: index < rows * cols, place,
+        (tf.constant(0), tf.zeros(canvas_shape, tf.float32), tf.zeros(positions, tf.float32),
+         tf.zeros(positions, tf.float32)))
     return canvas[:height, :width]

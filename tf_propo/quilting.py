@@ -15,6 +15,11 @@ import numpy as np
 
 # Candidate blocks whose overlap error is within this factor of the best are equally likely.
 TOLERANCE = 0.1
+# Patch-usage uniformity (after Kaspar et al. 2015, self-tuning texture optimisation): each
+# time a block is taken, the source positions within a quarter block of it cost this many
+# times the mean overlap error more. Without it a small exemplar's best-agreeing region is
+# taken again and again, and the texture repeats it in a lattice (nature_tile_teracota).
+USAGE_PENALTY = 0.5
 # Gaussian width (px) over which a seam blends: a hard cut leaves a visible step on smooth
 # textures (water, sky); a pixel or two of blending hides it without softening detail.
 FEATHER = 1.0
@@ -93,14 +98,15 @@ def _starts(length, block, overlap, tileable):
 
 
 def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
-          tileable=False, feather=FEATHER):
+          tileable=False, feather=FEATHER, usage_penalty=USAGE_PENALTY):
     """One texture of `size` (height, width) from `exemplar` [h, w, 3] float32 in [0, 1].
 
     block: block side in px (default: default_block_size); overlap: px shared by
     neighbouring blocks (default block // 4); rng: a numpy Generator; tileable: the texture
     wraps around (its right edge continues into its left, its bottom into its top), so
     copies of it tile without a seam; feather: the seams' blending width in px (0: hard
-    cuts, every output pixel an exemplar pixel).
+    cuts, every output pixel an exemplar pixel); usage_penalty: how much a source region
+    costs more each time it is taken (0: the plain algorithm).
     """
     exemplar = np.ascontiguousarray(exemplar, np.float32)
     squared = exemplar * exemplar
@@ -119,6 +125,8 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
     # Blocks taken near an already used source position are skipped (while others remain):
     # otherwise one block that agrees well with its neighbours repeats in a visible lattice.
     used = np.zeros(positions, bool)
+    usage = np.zeros(positions, np.float32)  # blocks taken near each source position
+    spread = max(1, block // 4)
     energies = {}  # _window_energy by mask
     reach = max(1, block // 8)
     offsets = np.arange(block)
@@ -133,11 +141,14 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
                 errors = _masked_errors(exemplar, energies[key], region, known, positions)
             else:
                 errors = np.zeros(positions, np.float32)
+            errors = errors + usage_penalty * float(errors.mean()) * usage
             if not used.all():
                 errors = np.where(used, np.inf, errors)
             best = float(errors.min())
             candidates = np.flatnonzero(errors.ravel() <= best * (1 + tolerance) + 1e-6)
             by, bx = divmod(int(candidates[rng.integers(len(candidates))]), positions[1])
+            usage[max(0, by - spread):by + spread + 1,
+                  max(0, bx - spread):bx + spread + 1] += 1
             used[max(0, by - reach):by + reach + 1, max(0, bx - reach):bx + reach + 1] = True
             patch = exemplar[by:by + block, bx:bx + block]
             difference = np.sum((patch - region) ** 2, axis=-1)
