@@ -88,15 +88,15 @@ def test_overlaps_are_matched_so_a_periodic_pattern_continues_without_seams():
 
 @pytest.mark.parametrize("implementation", ["numpy", "graph"])
 def test_usage_penalty_spreads_the_blocks_over_the_exemplar(implementation):
-    """An exemplar half flat, half noise: the flat blocks agree best with whatever flat block
-    is placed, so the plain algorithm copies the flat half nearly everywhere; with the usage
-    penalty (the default) blocks come from the whole exemplar (half noise: 50% of the
-    texture). Measured: 15% of the texture noisy without it, 39% with it (NumPy; the
-    graph 13% and 37%)."""
+    """An exemplar a quarter flat, the rest noise: the flat blocks agree best with whatever
+    flat block is placed, so the plain algorithm copies the flat quarter over most of the
+    texture; with the usage penalty (the default) blocks come from the whole exemplar
+    (even use: 75% of the texture noise). Measured: 22% of the texture noisy without it,
+    62% with it (NumPy; the graph 23% and 57%)."""
     rng = np.random.default_rng(0)
     exemplar = np.empty((64, 128, 3), np.float32)
-    exemplar[:, :64] = 0.5 + 0.01 * rng.normal(size=(64, 64, 3))
-    exemplar[:, 64:] = np.clip(0.5 + 0.25 * rng.normal(size=(64, 64, 3)), 0, 1)
+    exemplar[:, :32] = 0.5 + 0.01 * rng.normal(size=(64, 32, 3))
+    exemplar[:, 32:] = np.clip(0.5 + 0.25 * rng.normal(size=(64, 96, 3)), 0, 1)
     block, overlap = quilting.block_and_overlap(64)
 
     def noisy_share(penalty):
@@ -114,7 +114,7 @@ def test_usage_penalty_spreads_the_blocks_over_the_exemplar(implementation):
         return np.mean(shares)
 
     plain, spread = noisy_share(0.0), noisy_share(numpy_quilting.USAGE_PENALTY)
-    assert spread > 0.3 and spread > 1.5 * plain, (plain, spread)
+    assert spread > 0.45 and spread > 2 * plain, (plain, spread)
 
 
 def test_quilt_keeps_the_exemplars_structure(normalized_weights):

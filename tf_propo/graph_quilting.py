@@ -3,7 +3,7 @@ evaluate's `quilt:graph`.
 
 The same algorithm as tf_propo.quilting (Efros & Freeman 2001: blocks laid in raster order,
 each drawn among those whose overlap agrees best with what is placed, joined along the
-minimum-error seam, the seam feathered, recently used source blocks skipped, then the
+minimum-error seam, the seam feathered, used source blocks skipped or made dearer, then the
 colours' mean and covariance matched to the exemplar's), written in graph ops only so that
 an app runs it without Python: the overlap errors are one correlation by products of DFT
 matrices and box sums, the seams a dynamic programme unrolled over the block's rows, the
@@ -218,6 +218,8 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
     grid_x = tf.range(positions[1])[None, :]
     reach = max(1, block // 8)
     spread = max(1, block // 4)
+    area = float((2 * spread + 1) ** 2)  # a use fades as in tf_propo.quilting
+    forget = 1.0 - area / tf.maximum(tf.cast(positions[0] * positions[1], tf.float32), area)
 
     def place(index, canvas, used, usage):
         r, c = index // cols, index % cols
@@ -245,7 +247,7 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
         by, bx = chosen // positions[1], chosen % positions[1]
         near = tf.logical_and(tf.abs(grid_y - by) <= reach, tf.abs(grid_x - bx) <= reach)
         used = tf.maximum(used, tf.cast(near, tf.float32))
-        usage += tf.cast(tf.logical_and(tf.abs(grid_y - by) <= spread,
+        usage = usage * forget + tf.cast(tf.logical_and(tf.abs(grid_y - by) <= spread,
                                         tf.abs(grid_x - bx) <= spread), tf.float32)
         patch = tf.slice(exemplar, tf.stack([by, bx, 0]), [block, block, 3])
         difference = tf.reduce_sum(tf.square(patch - region), axis=-1)

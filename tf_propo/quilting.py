@@ -1,8 +1,10 @@
 """Image quilting (Efros & Freeman, SIGGRAPH 2001): a texture stitched from exemplar blocks.
 
 Blocks of the exemplar are laid in raster order with an overlap; each new block is drawn at
-random among those whose overlap agrees best with what is already placed, and the seam runs
-along the minimum-error path through the overlap, so the joins follow the texture's own edges.
+random among those whose overlap agrees best with what is already placed (a source region
+counting against itself each time it is taken, so the whole exemplar gets used), and the
+seam runs along the minimum-error path through the overlap, so the joins follow the
+texture's own edges.
 Every pixel comes from the exemplar: the output keeps the target's large structure and can
 hold nothing the exemplar lacks (no blobs), at a fraction of a second for 256² on a CPU. It is
 the fast tier that the neural methods are refined from and compared with.
@@ -17,8 +19,11 @@ import numpy as np
 TOLERANCE = 0.1
 # Patch-usage uniformity (after Kaspar et al. 2015, self-tuning texture optimisation): each
 # time a block is taken, the source positions within a quarter block of it cost this many
-# times the mean overlap error more. Without it a small exemplar's best-agreeing region is
-# taken again and again, and the texture repeats it in a lattice (nature_tile_teracota).
+# times the mean overlap error more, a use fading over as many blocks as would cover the
+# exemplar once (so the penalty does not grow with the output and outweigh the overlaps on
+# a large texture).
+# Without it a small exemplar's best-agreeing region is taken again and again, and the
+# texture repeats it in a lattice (nature_tile_teracota).
 USAGE_PENALTY = 0.5
 # Gaussian width (px) over which a seam blends: a hard cut leaves a visible step on smooth
 # textures (water, sky); a pixel or two of blending hides it without softening detail.
@@ -127,6 +132,8 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
     used = np.zeros(positions, bool)
     usage = np.zeros(positions, np.float32)  # blocks taken near each source position
     spread = max(1, block // 4)
+    # A use fades over as many blocks as would cover the exemplar once.
+    forget = 1 - (2 * spread + 1) ** 2 / max(positions[0] * positions[1], (2 * spread + 1) ** 2)
     energies = {}  # _window_energy by mask
     reach = max(1, block // 8)
     offsets = np.arange(block)
@@ -147,6 +154,7 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
             best = float(errors.min())
             candidates = np.flatnonzero(errors.ravel() <= best * (1 + tolerance) + 1e-6)
             by, bx = divmod(int(candidates[rng.integers(len(candidates))]), positions[1])
+            usage *= forget
             usage[max(0, by - spread):by + spread + 1,
                   max(0, bx - spread):bx + spread + 1] += 1
             used[max(0, by - reach):by + reach + 1, max(0, bx - reach):bx + reach + 1] = True
