@@ -55,13 +55,15 @@ def _border_contrast(images, width=2):
 
 
 def test_refinement_draws_no_frame(normalized_weights, sample_paths):
-    # Through a zero-padded VGG19 these 12 steps darkened the jungle quilt's outer pixels
-    # into a frame (border contrast 0.008 -> 0.020); reflection padding leaves it at 0.0075.
+    # Through a zero-padded VGG19 these 12 steps darken the jungle quilt's outer pixels into
+    # a frame (border contrast 0.0014 -> 0.016; seed 1: 0.003 -> 0.015); reflection padding
+    # moves it by under 0.001 (0.0014 -> 0.0022). An absolute bound: the quilt's own border
+    # contrast can be near 0.
     jungle = [p for p in sample_paths if "jungle" in p][0]
     target = image_io.resize_short_edge(image_io.read_image(jungle), 128)
     start = quilting.quilt(target, (96, 96), np.random.default_rng(0))[None]
     refined = methods.refine(target, start, 12)[0]
-    assert _border_contrast(refined) < 1.3 * _border_contrast(start)
+    assert _border_contrast(refined) - _border_contrast(start) < 0.004
 
 
 def test_tileable_refinement_commutes_with_wrapping_shifts(normalized_weights, sample_paths):
