@@ -245,10 +245,13 @@ def stitch(exemplar, noise, block, overlap, tolerance=quilting.TOLERANCE,
         chosen = tf.argmax(tf.cast(tf.cumsum(candidates) > pick, tf.int32),
                            output_type=tf.int32)
         by, bx = chosen // positions[1], chosen % positions[1]
-        near = tf.logical_and(tf.abs(grid_y - by) <= reach, tf.abs(grid_x - bx) <= reach)
-        used = tf.maximum(used, tf.cast(near, tf.float32))
-        usage = usage * forget + tf.cast(tf.logical_and(tf.abs(grid_y - by) <= spread,
-                                        tf.abs(grid_x - bx) <= spread), tf.float32)
+
+        def within(distance):  # 1 at the source positions this near the chosen one
+            return tf.cast(tf.logical_and(tf.abs(grid_y - by) <= distance,
+                                          tf.abs(grid_x - bx) <= distance), tf.float32)
+
+        used = tf.maximum(used, within(reach))
+        usage = usage * forget + within(spread)
         patch = tf.slice(exemplar, tf.stack([by, bx, 0]), [block, block, 3])
         difference = tf.reduce_sum(tf.square(patch - region), axis=-1)
         # The left overlap and the transposed top overlap, both b rows by `overlap` columns.

@@ -21,9 +21,8 @@ TOLERANCE = 0.1
 # time a block is taken, the source positions within a quarter block of it cost this many
 # times the mean overlap error more, a use fading over as many blocks as would cover the
 # exemplar once (so the penalty does not grow with the output and outweigh the overlaps on
-# a large texture).
-# Without it a small exemplar's best-agreeing region is taken again and again, and the
-# texture repeats it in a lattice (nature_tile_teracota).
+# a large texture). Without it a small exemplar's best-agreeing region is taken again and
+# again, and the texture repeats it in a lattice (nature_tile_teracota).
 USAGE_PENALTY = 0.5
 # Gaussian width (px) over which a seam blends: a hard cut leaves a visible step on smooth
 # textures (water, sky); a pixel or two of blending hides it without softening detail.
@@ -132,8 +131,9 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
     used = np.zeros(positions, bool)
     usage = np.zeros(positions, np.float32)  # blocks taken near each source position
     spread = max(1, block // 4)
+    area = (2 * spread + 1) ** 2  # source positions one use counts against
     # A use fades over as many blocks as would cover the exemplar once.
-    forget = 1 - (2 * spread + 1) ** 2 / max(positions[0] * positions[1], (2 * spread + 1) ** 2)
+    forget = 1 - area / max(positions[0] * positions[1], area)
     energies = {}  # _window_energy by mask
     reach = max(1, block // 8)
     offsets = np.arange(block)
