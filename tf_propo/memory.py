@@ -4,7 +4,8 @@ Peak resident memory of synthesis runs, measured (2026-12-03, 2-core AVX512-BF16
 `/usr/bin/time -v python -m tf_propo.synthesize --size=…`): the VGG19 passes (the scoring,
 the polish and refinement, Gatys' gradients) go a tile at a time past 1024 px a side
 (tf_propo.tiles), so what is left per output pixel is the method's own: quilting about
-0.7 KB (12.5 GB at 4096²: its images and the polish's L-BFGS state), the pseudo
+0.7 KB with 8 polish steps (12.5 GB at 4096²: its images and the polish's L-BFGS state;
+0.5 KB, 8.5 GB, with the default 4, 2026-12-04), the pseudo
 optimizers' stage networks about 1.2 KB (6.5 GB at 2048²); OT's encoder and decoders, and
 Gatys until measured, about 3 KB (12.7 GB at 2048²).
 """
