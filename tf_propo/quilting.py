@@ -128,6 +128,8 @@ def quilt(exemplar, size, rng, block=None, overlap=None, tolerance=TOLERANCE,
     positions = (exemplar.shape[0] - block + 1, exemplar.shape[1] - block + 1)
     # Blocks taken near an already used source position are skipped (while others remain):
     # otherwise one block that agrees well with its neighbours repeats in a visible lattice.
+    # The usage penalty does not make this redundant: with the penalty alone the held-out
+    # benchmark's median rose from 1.13 to 1.19 (docs/results, 2026-12-04).
     used = np.zeros(positions, bool)
     usage = np.zeros(positions, np.float32)  # blocks taken near each source position
     spread = max(1, block // 4)
