@@ -45,3 +45,10 @@ class Progress:
                 self._last_decile = decile
                 self.stream.write(line + "\n")
         self.stream.flush()
+
+    def close(self):
+        """End the bar's line on a terminal when the work stopped short of `total` (an
+        optimiser that found no descent), so the next output starts on a line of its own."""
+        if self._interactive and self.count < self.total:
+            self.stream.write("\n")
+            self.stream.flush()
