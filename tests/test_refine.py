@@ -139,3 +139,23 @@ def test_tileable_polish_keeps_to_the_targets_statistics_away_from_borders(
         distance[tileable] = float(texture.gram_loss(interior_grams(polished), goal,
                                                      layers)[0][0])
     assert distance[True] < 1.25 * distance[False], distance
+
+
+def test_long_polish_and_refinement_show_their_steps(normalized_weights, sample_paths,
+                                                     monkeypatch, capsys):
+    # Past methods.PROGRESS_PIXELS (lowered here to the test's 32²) the steps of the polish
+    # and of the refinement after it each report on stderr when progress is asked for.
+    from tf_propo import api
+
+    target = image_io.resize_short_edge(image_io.read_image(sample_paths[0]), 64)
+    synthesizer = api.TextureSynthesizer("quilt", None, 0, "float32", refine_steps=2,
+                                         polish_steps=2)
+    synthesizer.synthesize(target, 32, 1, 1, progress=True)
+    assert "polish 32x32" not in capsys.readouterr().err  # below the threshold: no bar
+    monkeypatch.setattr(methods, "PROGRESS_PIXELS", 32 * 32)
+    synthesizer.synthesize(target, 32, 1, 1, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("polish 32x32 [") and " 2/2 " in line for line in lines)
+    assert any(line.startswith("refine 32x32 [") and " 2/2 " in line for line in lines)
+    synthesizer.synthesize(target, 32, 1, 1)  # not asked for
+    assert "32x32 [" not in capsys.readouterr().err

@@ -293,7 +293,8 @@ class TextureSynthesizer:
 
         Args:
             target, size, samples, seed, tileable: as for generate.
-            progress: a progress bar on stderr for the slow methods (gatys).
+            progress: progress bars on stderr for long work: gatys' steps, and the polish
+                and refinement steps of outputs from a megapixel.
 
         Returns:
             A Synthesis: images float32 [samples, height, width, 3] in [0, 1], seconds of
@@ -332,7 +333,8 @@ class TextureSynthesizer:
             images, refine_seconds, _ = methods.refine(
                 target, images, refine, policy=self.policy, tileable=tileable,
                 vgg_weights=self.options.get("vgg_weights", "normalized"),
-                trust=methods.QUILT_TRUST if self.method == "quilt" else None)
+                trust=methods.QUILT_TRUST if self.method == "quilt" else None,
+                progress="refine" if progress else None)
             seconds += refine_seconds
             extra["refine"] = {"steps": refine, "seconds": round(refine_seconds, 3),
                                "images_before": before}
@@ -348,14 +350,16 @@ class TextureSynthesizer:
         if self.method == "quilt":
             return methods.quilt(target, (height, width), samples, seed, tileable=tileable,
                                  polish_steps=polish_steps, policy=policy,
-                                 vgg_weights=vgg_weights, graph=options.get("graph", False))
+                                 vgg_weights=vgg_weights, graph=options.get("graph", False),
+                                 progress=progress)
         noise = metrics.reference_noise(seed, (height, width), samples)
         if self.method == "ot":
             from tf_propo.ot import DEFAULT_STRATEGY
 
             strategy = options.get("strategy") or DEFAULT_STRATEGY
             return methods.optimal_transport(self.model, target, noise, seed, strategy,
-                                             polish_steps, policy, vgg_weights, tileable)
+                                             polish_steps, policy, vgg_weights, tileable,
+                                             progress)
         if self.method == "gatys":
             return methods.gatys(target, noise, options.get("steps", 100),
                                  options.get("optimizer", "lbfgs"),

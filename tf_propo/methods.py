@@ -213,13 +213,15 @@ QUILT_TRUST = 0.05
 
 
 def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STEPS["ot"],
-                      policy="float32", vgg_weights="normalized", tileable=False):
+                      policy="float32", vgg_weights="normalized", tileable=False,
+                      progress=False):
     """ot: coarse-to-fine encode / match / decode from `noise` [K, H, W, 3], per sample,
     then `polish_steps` steps of `refine` on POLISH_LAYERS["ot"] (0: none) under `policy`.
 
     tileable: circular padding in the encoder, the decoders and the polish; the sides must
     then be multiples of 16 (the decoders invert whole poolings; any other size is made on
     the next multiple of 16 and cropped).
+    progress: a progress bar over the polish steps of a large output (refine's).
     """
     height, width = noise.shape[1:3]
     problem = shapes.size_problem("ot", height, width, tileable)
@@ -245,7 +247,8 @@ def optimal_transport(ot, target, noise, seed, strategy, polish_steps=POLISH_STE
     seconds = time.perf_counter() - start
     images = np.stack([im.numpy()[:height, :width] for im in images])
     images, polish_seconds, _ = refine(target, images, polish_steps, POLISH_LAYERS["ot"],
-                                       policy, tileable, vgg_weights)
+                                       policy, tileable, vgg_weights,
+                                       progress="polish" if progress else None)
     return images, seconds + polish_seconds, {
         "strategy": strategy, "passes": ot.passes, "polish_steps": polish_steps,
         "tileable": tileable, "warmup_seconds": round(warmup, 3)}
@@ -271,8 +274,13 @@ def _target_grams(target, layers, policy, vgg_weights):
                             target.image[None], layers)))
 
 
+# From this many pixels (the samples together) a polish or refinement step takes seconds on
+# a CPU (about 6 s at 2048², bfloat16, 2 cores), and the steps show a progress bar when asked.
+PROGRESS_PIXELS = 1024 * 1024
+
+
 def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32",
-           tileable=False, vgg_weights="normalized", trust=None):
+           tileable=False, vgg_weights="normalized", trust=None, progress=None):
     """`images` [K, H, W, 3] after `steps` projected L-BFGS steps (gatys.projected_lbfgs:
     one gradient per step) on the texture loss of `layers` against `target` [h, w, 3]
     through a reflection-padded VGG19, from a fast method's result; (images, seconds,
@@ -285,6 +293,8 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     grid, tf_propo.grid).
     trust: every pixel stays within this of its value in `images` (None: anywhere in
     [0, 1]); QUILT_TRUST is the refinement's after quilting.
+    progress: a name for a progress bar over the steps on stderr, shown from PROGRESS_PIXELS
+    (None: no bar).
     """
     from tf_propo import gatys as gatys_lib
 
@@ -306,10 +316,16 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     # and a warm-up pass would cost a whole step.
     warmup = 0.0 if tiles.needed(images.shape) else _warm_up(
         encoder, (layers, images.shape[1:]), lambda: loss_and_gradient(tf.constant(images[:1])))
+    bar = None
+    if progress and images.shape[0] * images.shape[1] * images.shape[2] >= PROGRESS_PIXELS:
+        bar = Progress(steps * len(images), f"{progress} {images.shape[2]}x{images.shape[1]}")
     start = time.perf_counter()
-    refined = gatys_lib.synthesize(encoder, target_grams, images, steps, layers=layers,
-                                   optimizer="lbfgs_projected", circular=tileable,
-                                   trust=trust)
+    refined = gatys_lib.synthesize(
+        encoder, target_grams, images, steps, layers=layers, optimizer="lbfgs_projected",
+        circular=tileable, trust=trust,
+        on_step=(lambda loss, _: bar.update(loss=loss)) if bar else None)
+    if bar:
+        bar.close()
     # VGG's gradient carries its pooling grid: on near-flat targets the steps draw a faint
     # 16-periodic checkerboard. The change keeps everything but that (tf_propo.grid); on a
     # torus only where whole cells wrap, else the pattern would break at the seam.
@@ -323,7 +339,7 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
 
 def quilt(target, size, samples, seed, block=None, tileable=False,
           polish_steps=POLISH_STEPS["quilt"],
-          policy="float32", vgg_weights="normalized", graph=False):
+          policy="float32", vgg_weights="normalized", graph=False, progress=False):
     """Image quilting from `target` [H, W, 3] (tf_propo.quilting), then the pixels' colour
     mean and covariance matched to the target's (overlap matching favours the exemplar's
     smoother blocks, which shifts the colours), then `polish_steps` steps of `refine` on
@@ -335,6 +351,7 @@ def quilt(target, size, samples, seed, block=None, tileable=False,
 
     graph: the quilt and its colour match by tf_propo.graph_quilting, from the noise of
     po.start_noise(seed), as the exported model computes them (no tileable mode).
+    progress: a progress bar over the polish steps of a large output (refine's).
     """
     from tf_propo import quilting
 
@@ -353,7 +370,8 @@ def quilt(target, size, samples, seed, block=None, tileable=False,
         images = _quilts(statistics, height, width, samples, seed, block, tileable)
     seconds = time.perf_counter() - start
     images, polish_seconds, _ = refine(statistics, images, polish_steps,
-                                       POLISH_LAYERS["quilt"], policy, tileable, vgg_weights)
+                                       POLISH_LAYERS["quilt"], policy, tileable, vgg_weights,
+                                       progress="polish" if progress else None)
     return images, seconds + polish_seconds, {
         "block": block or quilting.default_block_size(target.shape), "tileable": tileable,
         "polish_steps": polish_steps, "graph": graph}

@@ -10,6 +10,7 @@ Bad input: one line on stderr, exit code 2, no output file.
 import json
 import os
 import statistics
+import sys
 
 from tf_propo import cli  # first: quiets TensorFlow's start-up logging
 from tf_propo import memory
@@ -222,6 +223,9 @@ def main(argv):
         if "stages" in beside:
             extra["stages_out"] = os.path.abspath(os.path.splitext(out)[0] + "_stages.png")
             files[extra["stages_out"]] = beside["stages"]
+        if images.size // 3 >= methods.PROGRESS_PIXELS:  # a minute or more at 4096² on a CPU
+            print(f"scoring {width}x{height}: the textures and the reference noise through "
+                  f"VGG19", file=sys.stderr, flush=True)
         losses = evaluation.texture_loss(images)
         noise_losses = evaluation.texture_loss(noise)
         image_io.write_images(files)
