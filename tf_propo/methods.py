@@ -279,6 +279,13 @@ def _target_grams(target, layers, policy, vgg_weights):
 PROGRESS_PIXELS = 1024 * 1024
 
 
+def is_long_work(images):
+    """Whether VGG19 passes over `images` [K, H, W, 3] take long enough (PROGRESS_PIXELS)
+    that the user should hear of them: the polish's and refinement's bars, the scoring's
+    line."""
+    return images.shape[0] * images.shape[1] * images.shape[2] >= PROGRESS_PIXELS
+
+
 def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32",
            tileable=False, vgg_weights="normalized", trust=None, progress=None):
     """`images` [K, H, W, 3] after `steps` projected L-BFGS steps (gatys.projected_lbfgs:
@@ -317,7 +324,7 @@ def refine(target, images, steps, layers=texture.TEXTURE_LAYERS, policy="float32
     warmup = 0.0 if tiles.needed(images.shape) else _warm_up(
         encoder, (layers, images.shape[1:]), lambda: loss_and_gradient(tf.constant(images[:1])))
     bar = None
-    if progress and images.shape[0] * images.shape[1] * images.shape[2] >= PROGRESS_PIXELS:
+    if progress and is_long_work(images):
         bar = Progress(steps * len(images), f"{progress} {images.shape[2]}x{images.shape[1]}")
     start = time.perf_counter()
     refined = gatys_lib.synthesize(

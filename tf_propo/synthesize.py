@@ -224,7 +224,7 @@ def main(argv):
             extra["stages_out"] = os.path.abspath(os.path.splitext(out)[0] + "_stages.png")
             files[extra["stages_out"]] = beside["stages"]
         # A minute or more at 4096² on a CPU; with several targets their bar stands for it.
-        if progress is None and images.size // 3 >= methods.PROGRESS_PIXELS:
+        if progress is None and methods.is_long_work(images):
             print(f"scoring {width}x{height}: the textures and the reference noise through "
                   f"VGG19", file=sys.stderr, flush=True)
         losses = evaluation.texture_loss(images)
